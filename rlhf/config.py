@@ -1,0 +1,296 @@
+"""params.yaml -> typed dataclasses, one per section.
+
+Every field has a one-line attribute docstring (what it means and its unit). Loading is
+strict: unknown keys, wrong types and out-of-range values raise :class:`ConfigError`
+naming the key path, e.g. ``dpo.beta: must be > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params.yaml value is unknown, of the wrong type, or out of range."""
+
+
+def bounded(default: Any, *, gt=None, ge=None, lt=None, le=None, min_len=None) -> Any:
+    """A dataclass field with range checks applied by the loader."""
+    meta = {
+        k: v for k, v in dict(gt=gt, ge=ge, lt=lt, le=le, min_len=min_len).items() if v is not None
+    }
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------
+
+SOURCE_NAMES = ("hh", "ultrafeedback", "helpsteer", "shp", "pku_safe", "ultrainteract")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """The embedded synthetic world: prompt generator, gold judge, annotators, sources."""
+
+    seed: int = 0
+    """Master seed; every table of the world is a deterministic function of it."""
+    prompt_pool_size: int = bounded(8000, ge=1)
+    """Prompts drawn for the on-policy prompt pool (before dedupe), count."""
+    demonstrations: int = bounded(3000, ge=1)
+    """SFT demonstrations (prompt + response of mixed quality), count."""
+    defect_rate: float = bounded(0.04, ge=0.0, lt=1.0)
+    """Share of raw source rows deliberately corrupted (empty turns, identical pair, ...), fraction."""
+    multi_turn_rate: float = bounded(0.15, ge=0.0, le=1.0)
+    """Share of HH-like conversations with an earlier user/assistant exchange, fraction."""
+    annotator_temperature: float = bounded(0.08, gt=0.0)
+    """Bradley-Terry temperature of the human-like annotators on the gold scale (0-1 units)."""
+    verbosity_bias: float = bounded(0.012, ge=0.0)
+    """AI-annotator (UltraFeedback-like) rating bonus per response word, on the 0-1 gold scale."""
+    sizes: dict[str, int] = bounded(
+        {
+            "hh": 2500,
+            "ultrafeedback": 900,
+            "helpsteer": 900,
+            "shp": 500,
+            "pku_safe": 900,
+            "ultrainteract": 900,
+        }
+    )
+    """Raw size of each simulated source, in its native unit (rows, prompts or posts)."""
+
+
+@dataclass(frozen=True)
+class SourceFilter:
+    """Per-source adapter settings (the paper's filtering rules)."""
+
+    min_margin: float = bounded(0.0, ge=0.0)
+    """Smallest score gap kept between chosen and rejected, in the source's own score unit."""
+    min_ratio: float = bounded(1.0, ge=1.0)
+    """SHP only: smallest vote-score ratio kept (paper: 2)."""
+    max_pairs_per_prompt: int = bounded(0, ge=0)
+    """Most pairs kept per prompt/post, count; 0 means no cap (paper, SHP: 5)."""
+    label: Literal["safer", "better"] = "safer"
+    """PKU-SafeRLHF only: which label makes the chosen response."""
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """The preference mix: which sources, with which filters."""
+
+    seed: int = 0
+    """Seed for tie-breaking choices inside adapters (e.g. which lower-rated completion)."""
+    recipe: str = "mix2"
+    """Name of the entry of `recipes` to build."""
+    recipes: dict[str, list[str]] = bounded(
+        {
+            "mix1": ["hh", "shp", "ultrafeedback"],
+            "mix2": ["hh", "shp", "ultrafeedback", "helpsteer", "pku_safe", "ultrainteract"],
+        }
+    )
+    """Named source lists (the paper's Mix1 / Mix2)."""
+    filters: dict[str, SourceFilter] = field(
+        default_factory=lambda: {
+            "hh": SourceFilter(),
+            "ultrafeedback": SourceFilter(min_margin=1.0),
+            "helpsteer": SourceFilter(min_margin=1.0),
+            "shp": SourceFilter(min_ratio=2.0, max_pairs_per_prompt=5),
+            "pku_safe": SourceFilter(label="safer"),
+            "ultrainteract": SourceFilter(),
+        }
+    )
+    """Adapter settings per source name."""
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    """Dedupe of the prompt pool and its disjoint splits."""
+
+    seed: int = 0
+    """Seed of the shuffle that assigns prompts to splits."""
+    eval_size: int = bounded(200, ge=1)
+    """Held-out evaluation prompts, count."""
+    slice_size: int = bounded(300, ge=1)
+    """Prompts in each per-iteration training slice (paper: 20K), count."""
+    n_slices: int = bounded(6, ge=1)
+    """Training slices made available to iterations (`train_1` ... `train_N`), count."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """The embedded synthetic world."""
+    mix: MixConfig = field(default_factory=MixConfig)
+    """The preference mix."""
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    """Prompt dedupe and splits."""
+
+    def __post_init__(self) -> None:
+        _check_cross_section(self)
+
+
+def _check_cross_section(p: Params) -> None:
+    if p.mix.recipe not in p.mix.recipes:
+        raise ConfigError(
+            f"mix.recipe: must be one of {sorted(p.mix.recipes)}, got {p.mix.recipe!r}"
+        )
+    for name, sources in p.mix.recipes.items():
+        if not sources:
+            raise ConfigError(f"mix.recipes.{name}: must name at least one source")
+        for i, src in enumerate(sources):
+            if src not in SOURCE_NAMES:
+                raise ConfigError(
+                    f"mix.recipes.{name}[{i}]: unknown source {src!r}; known: {list(SOURCE_NAMES)}"
+                )
+    for src in p.mix.filters:
+        if src not in SOURCE_NAMES:
+            raise ConfigError(f"mix.filters.{src}: unknown source; known: {list(SOURCE_NAMES)}")
+    for src in p.world.sizes:
+        if src not in SOURCE_NAMES:
+            raise ConfigError(f"world.sizes.{src}: unknown source; known: {list(SOURCE_NAMES)}")
+    for src in SOURCE_NAMES:
+        if src not in p.world.sizes:
+            raise ConfigError(f"world.sizes.{src}: missing")
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return parse_params(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a plain dict (as read from YAML) into :class:`Params`."""
+    return _build(Params, raw, "")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or '<root>'}: must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(
+                f"{_join(prefix, str(key))}: unknown key (known: {', '.join(sorted(fields))})"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        keypath = _join(prefix, name)
+        value = _coerce(hints[name], raw[name], keypath)
+        _check_bounds(f.metadata, value, keypath)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _coerce(tp: Any, value: Any, keypath: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, keypath)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{keypath}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, keypath)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{keypath}: must be a list, got {type(value).__name__}")
+        return [_coerce(args[0], v, f"{keypath}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{keypath}: must be a mapping, got {type(value).__name__}")
+        return {str(k): _coerce(args[1], v, _join(keypath, str(k))) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{keypath}: must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{keypath}: must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{keypath}: must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{keypath}: must be a string, got {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} at {keypath} is not supported")  # programming error
+
+
+def _check_bounds(meta: Any, value: Any, keypath: str) -> None:
+    checks = {
+        "gt": (lambda v, b: v > b, ">"),
+        "ge": (lambda v, b: v >= b, ">="),
+        "lt": (lambda v, b: v < b, "<"),
+        "le": (lambda v, b: v <= b, "<="),
+    }
+    for key, (ok, sym) in checks.items():
+        if key in meta and value is not None and not ok(value, meta[key]):
+            raise ConfigError(f"{keypath}: must be {sym} {meta[key]}, got {value!r}")
+    if "min_len" in meta and len(value) < meta["min_len"]:
+        raise ConfigError(f"{keypath}: must have at least {meta['min_len']} entries")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a config dataclass, by field name."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
+def to_dict(obj: Any) -> Any:
+    """A config object as plain YAML-able data (for round-trips and logging)."""
+    return dataclasses.asdict(obj)

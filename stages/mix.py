@@ -1,0 +1,37 @@
+"""Stage `mix`: adapt and filter each source into one standard-format preference mix,
+with a quarantine table, a filter report and the Table-1 statistics."""
+
+from _common import params_or_exit, parser
+
+from rlhf import paths
+from rlhf.analytics import table1_markdown, table1_stats
+from rlhf.io import write_json, write_text
+from rlhf.mix import build_mix
+from rlhf.schemas import read_table, write_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--world", default=str(paths.WORLD_DIR))
+    p.add_argument("--out", default=str(paths.MIX_DIR))
+    args = p.parse_args()
+    cfg = params_or_exit(args.params).mix
+    sources = cfg.recipes[cfg.recipe]
+    raw = {s: read_table(f"raw/{s}", paths.raw_source(args.world, s)).to_pylist() for s in sources}
+    prefs, quarantine, report = build_mix(cfg, raw)
+    out_prefs = write_table("preferences", prefs, f"{args.out}/{paths.PREFERENCES.name}")
+    write_table("quarantine", quarantine, f"{args.out}/{paths.QUARANTINE.name}")
+    write_json(paths.MIX_FILTER_REPORT, report)
+    stats = table1_stats(out_prefs)
+    write_json(paths.MIX_TABLE1_JSON, {r["source"]: r for r in stats})
+    write_text(paths.MIX_TABLE1_MD, table1_markdown(stats))
+    for s in sources:
+        r = report[s]
+        print(
+            f"{s}: {r['raw_rows']} raw -> {r['kept_pairs']} pairs, {r['quarantined']} quarantined {r['reasons']}"
+        )
+    print(f"total: {prefs.num_rows} pairs, {quarantine.num_rows} quarantined")
+
+
+if __name__ == "__main__":
+    main()
