@@ -143,10 +143,6 @@ class Params:
 
 
 def _check_cross_section(p: Params) -> None:
-    if p.mix.recipe not in p.mix.recipes:
-        raise ConfigError(
-            f"mix.recipe: must be one of {sorted(p.mix.recipes)}, got {p.mix.recipe!r}"
-        )
     for name, sources in p.mix.recipes.items():
         if not sources:
             raise ConfigError(f"mix.recipes.{name}: must name at least one source")
@@ -155,6 +151,10 @@ def _check_cross_section(p: Params) -> None:
                 raise ConfigError(
                     f"mix.recipes.{name}[{i}]: unknown source {src!r}; known: {list(SOURCE_NAMES)}"
                 )
+    if p.mix.recipe not in p.mix.recipes:
+        raise ConfigError(
+            f"mix.recipe: must be one of {sorted(p.mix.recipes)}, got {p.mix.recipe!r}"
+        )
     for src in p.mix.filters:
         if src not in SOURCE_NAMES:
             raise ConfigError(f"mix.filters.{src}: unknown source; known: {list(SOURCE_NAMES)}")

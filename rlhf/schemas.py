@@ -248,6 +248,7 @@ def validate(name: str, table: pa.Table, origin: str | Path) -> pa.Table:
         if not f.nullable and col.null_count:
             row = _first_null(col)
             raise SchemaError(f"{origin}: row {row}, field {f.name!r}: null in a non-null column")
+        _check_nested_nulls(f, col, origin)
         if col.type != f.type:
             try:
                 table = table.set_column(schema.get_field_index(f.name), f, col.cast(f.type))
@@ -255,7 +256,6 @@ def validate(name: str, table: pa.Table, origin: str | Path) -> pa.Table:
                 raise SchemaError(
                     f"{origin}: field {f.name!r} has type {col.type}, expected {f.type}: {e}"
                 ) from None
-        _check_nested_nulls(f, table.column(f.name), origin)
     return pa.Table.from_arrays(table.columns, schema=schema)
 
 

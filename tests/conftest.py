@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small enough for seconds, large enough that every defect kind and filter appears.
+SMALL_WORLD = {
+    "prompt_pool_size": 1500,
+    "demonstrations": 200,
+    "sizes": {
+        "hh": 300,
+        "ultrafeedback": 120,
+        "helpsteer": 120,
+        "shp": 60,
+        "pku_safe": 120,
+        "ultrainteract": 120,
+    },
+}
+SMALL_PROMPTS = {"eval_size": 40, "slice_size": 40, "n_slices": 3}
+
+
+def deep_update(d: dict, u: dict) -> dict:
+    for k, v in u.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            deep_update(d[k], v)
+        else:
+            d[k] = v
+    return d
+
+
+def make_project(dest: Path, overrides: dict | None = None) -> Path:
+    """A fresh git+DVC checkout of the tracked project files, with params overridden."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        src = REPO / f
+        if not src.is_file() or f.startswith(("data/", "reports/")) or f == "dvc.lock":
+            continue
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / f)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    deep_update(params, overrides or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=dest, check=True, env=env)
+    return dest
+
+
+def run_dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    # Stage commands call `python`: make it this interpreter, activated venv or not.
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [str(bindir / "dvc"), *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
+
+
+@pytest.fixture
+def small_params():
+    from rlhf.config import parse_params
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    deep_update(params, {"world": SMALL_WORLD, "prompts": SMALL_PROMPTS})
+    return parse_params(params)

@@ -1,0 +1,46 @@
+import pyarrow as pa
+import pytest
+
+from rlhf.config import ConfigError, PromptsConfig
+from rlhf.messages import prompt_id
+from rlhf.prompt_splits import split_prompts
+from rlhf.world.sources import prompt_pool
+
+
+def test_splits_are_disjoint_deduped_stratified_and_sized(small_params):
+    pool = pa.Table.from_pylist(prompt_pool(small_params.world))
+    cfg = small_params.prompts
+    table, report = split_prompts(cfg, pool)
+    rows = table.to_pylist()
+    ids = [r["prompt_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == report["unique_prompts"] < pool.num_rows
+    assert report["duplicates_removed"] == pool.num_rows - len(ids)
+    sizes = report["splits"]
+    assert sizes["eval"] == cfg.eval_size
+    assert all(sizes[f"train_{i}"] == cfg.slice_size for i in range(1, cfg.n_slices + 1))
+    assert all(r["prompt_id"] == prompt_id(r["messages"]) for r in rows)
+    # Every split carries every category (dedupe alone would starve the small ones).
+    for split, cats in report["by_split_and_category"].items():
+        if split != "reserve":
+            assert set(cats) == {"chat", "chat-hard", "safety", "reasoning"}, split
+
+
+def test_split_assignment_is_stable_when_the_pool_grows(small_params):
+    pool = prompt_pool(small_params.world)
+    cfg = PromptsConfig(eval_size=20, slice_size=20, n_slices=2)
+    a, _ = split_prompts(cfg, pa.Table.from_pylist(pool))
+    b, _ = split_prompts(cfg, pa.Table.from_pylist(pool))
+    assert a.equals(b)
+    c, _ = split_prompts(
+        PromptsConfig(seed=1, eval_size=20, slice_size=20, n_slices=2), pa.Table.from_pylist(pool)
+    )
+    assert not a.equals(c)
+
+
+def test_too_small_pool_is_a_clear_error(small_params):
+    pool = pa.Table.from_pylist(prompt_pool(small_params.world)[:100])
+    with pytest.raises(
+        ConfigError,
+        match=r"prompts: the splits need \d+ unique '\w[\w-]*' prompts but the pool has",
+    ):
+        split_prompts(PromptsConfig(eval_size=50, slice_size=50, n_slices=3), pool)
