@@ -128,6 +128,190 @@ class PromptsConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser settings shared by every TRL trainer call."""
+
+    epochs: float = bounded(1.0, gt=0.0)
+    """Passes over the training data, epochs."""
+    lr: float = bounded(1e-4, gt=0.0)
+    """Peak learning rate."""
+    batch_size: int = bounded(16, ge=1)
+    """Examples per device per step."""
+    grad_accum: int = bounded(1, ge=1)
+    """Gradient accumulation steps (global batch = batch_size x grad_accum x devices)."""
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule."""
+    warmup_ratio: float = bounded(0.03, ge=0.0, lt=1.0)
+    """Share of steps spent warming up the learning rate, fraction."""
+    max_length: int = bounded(160, ge=8)
+    """Longest tokenised example kept (longer ones are truncated), tokens."""
+    logging_steps: int = bounded(20, ge=1)
+    """Steps between loss logs."""
+    bf16_on_gpu: bool = True
+    """Use bf16 when a GPU is present (never on CPU, where it is 3-22x slower)."""
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The tokenizer and base model built from scratch on world text (or an existing one)."""
+
+    model_path: str = ""
+    """An existing Hugging Face causal-LM directory to use instead of building one; empty builds."""
+    seed: int = 0
+    """Seed of tokenizer-independent initialisation and pretraining."""
+    vocab_size: int = bounded(768, ge=300)
+    """BPE vocabulary size including special tokens, tokens."""
+    hidden_size: int = bounded(128, ge=16)
+    """Model width, units."""
+    layers: int = bounded(4, ge=1)
+    """Transformer blocks, count."""
+    heads: int = bounded(4, ge=1)
+    """Attention heads, count."""
+    max_position: int = bounded(256, ge=32)
+    """Longest sequence the model can see, tokens."""
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=2.0, lr=2e-3, batch_size=32)
+    )
+    """Pretraining optimiser settings."""
+
+
+@dataclass(frozen=True)
+class SFTStageConfig:
+    """Supervised fine-tuning on the world's demonstrations."""
+
+    seed: int = 0
+    """Training seed."""
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=3.0, lr=1e-3, batch_size=32)
+    )
+    """Optimiser settings."""
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """Bradley-Terry reward model initialised from the SFT model (paper section 2.2)."""
+
+    seed: int = 0
+    """Training seed."""
+    max_pairs: int = bounded(0, ge=0)
+    """Cap on preference pairs used (a seeded sample of the mix), count; 0 = all."""
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32)
+    )
+    """Optimiser settings."""
+
+
+@dataclass(frozen=True)
+class RMEvalConfig:
+    """Reward-model evaluation against the gold judge on held-out prompts."""
+
+    seed: int = 0
+    """Seed of the held-out pair writers."""
+    pairs_per_prompt: int = bounded(2, ge=1)
+    """Gold-labelled held-out pairs per eval prompt, count."""
+    samples_per_prompt: int = bounded(8, ge=3)
+    """Responses per prompt for the length-reward correlation (paper Fig. 5), count."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """On-policy sampling (paper: n = 8, temperature 1.0, no top-k/top-p)."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend: batched Hugging Face generate (CPU) or vLLM (GPU, if installed)."""
+    n: int = bounded(8, ge=2)
+    """Responses per prompt, count."""
+    temperature: float = bounded(1.0, gt=0.0)
+    """Sampling temperature."""
+    top_p: float = bounded(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass; 1.0 disables it."""
+    top_k: int = bounded(0, ge=0)
+    """Top-k sampling; 0 disables it."""
+    max_new_tokens: int = bounded(48, ge=1)
+    """Longest response, tokens."""
+    batch_prompts: int = bounded(32, ge=1)
+    """Prompts per generate call (each expanded to n samples)."""
+    seed: int = 0
+    """Sampling seed (combined with the iteration name)."""
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Reward-model scoring of generations, with an optional length penalty."""
+
+    length_penalty: float = bounded(0.0, ge=0.0)
+    """lambda in r - lambda * length (paper: 0.001 per character); 0 disables it."""
+    length_unit: Literal["chars", "tokens"] = "chars"
+    """Unit of the length in the penalty: characters (as in the paper) or RM tokens."""
+    batch_size: int = bounded(64, ge=1)
+    """Responses per reward-model forward pass."""
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """How chosen/rejected are picked among the n scored responses."""
+
+    selection: Literal["best_worst", "max_random", "random"] = "best_worst"
+    """best_worst (paper), max_random (best vs a random other), or random (two random)."""
+    seed: int = 0
+    """Seed for the random selections."""
+
+
+@dataclass(frozen=True)
+class DPOStageConfig:
+    """DPO from the previous policy on this iteration's pairs."""
+
+    beta: float = bounded(0.1, gt=0.0)
+    """KL strength of DPO."""
+    reference: Literal["sft", "previous"] = "sft"
+    """Reference model: the SFT policy (paper) or the previous iteration's policy."""
+    history: Literal["fresh", "accumulated"] = "fresh"
+    """Train on this iteration's pairs only, or on all iterations' pairs so far."""
+    seed: int = 0
+    """Training seed."""
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=2.0, lr=5e-5, batch_size=16, scheduler="cosine")
+    )
+    """Optimiser settings."""
+
+
+@dataclass(frozen=True)
+class OfflineDPOConfig:
+    """Vanilla DPO baseline: from SFT on the offline preference mix."""
+
+    n_pairs: int = bounded(0, ge=0)
+    """Pairs sampled from the mix, count; 0 = as many as one iteration's pairs budget."""
+    seed: int = 0
+    """Sampling and training seed."""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Gold-judge evaluation on the held-out eval prompts."""
+
+    temperature: float = bounded(0.7, ge=0.0)
+    """Sampling temperature of the evaluated responses; 0 = greedy."""
+    samples_per_prompt: int = bounded(1, ge=1)
+    """Responses per eval prompt, count."""
+    max_new_tokens: int = bounded(48, ge=1)
+    """Longest response, tokens."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+@dataclass(frozen=True)
+class IterationConfig:
+    """One online iteration."""
+
+    policy_in: str
+    """Policy to sample from and start DPO at (models/sft or models/iter_K)."""
+    prompt_split: str
+    """Prompt split this iteration samples (train_1 ... train_N); disjoint per iteration."""
+    previous: str = "iter_0"
+    """Previous iteration, whose training pairs join under dpo.history=accumulated; iter_0 is the empty start."""
+
+
+@dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
 
@@ -137,6 +321,28 @@ class Params:
     """The preference mix."""
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     """Prompt dedupe and splits."""
+    base: BaseConfig = field(default_factory=BaseConfig)
+    """Tokenizer and base model."""
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    """Supervised fine-tuning."""
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    """Bradley-Terry reward model."""
+    rm_eval: RMEvalConfig = field(default_factory=RMEvalConfig)
+    """Reward-model evaluation."""
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    """On-policy sampling."""
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    """Reward scoring."""
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    """Pair selection."""
+    dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
+    """Online DPO."""
+    offline_dpo: OfflineDPOConfig = field(default_factory=OfflineDPOConfig)
+    """Offline DPO baseline."""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """Gold evaluation."""
+    iterations: dict[str, IterationConfig] = field(default_factory=dict)
+    """Online iterations by name (iter_1, iter_2, ...), each naming its input policy."""
 
     def __post_init__(self) -> None:
         _check_cross_section(self)
@@ -158,6 +364,22 @@ def _check_cross_section(p: Params) -> None:
     for src in p.mix.filters:
         if src not in SOURCE_NAMES:
             raise ConfigError(f"mix.filters.{src}: unknown source; known: {list(SOURCE_NAMES)}")
+    splits = {f"train_{i}" for i in range(1, p.prompts.n_slices + 1)}
+    used: dict[str, str] = {}
+    for name, it in p.iterations.items():
+        if it.prompt_split not in splits:
+            raise ConfigError(
+                f"iterations.{name}.prompt_split: {it.prompt_split!r} is not a training split "
+                f"(prompts.n_slices={p.prompts.n_slices} gives {sorted(splits)})"
+            )
+        if it.prompt_split in used:
+            raise ConfigError(
+                f"iterations.{name}.prompt_split: {it.prompt_split!r} is already used by "
+                f"iterations.{used[it.prompt_split]}; each iteration needs fresh prompts"
+            )
+        used[it.prompt_split] = name
+        if it.previous != "iter_0" and it.previous not in p.iterations:
+            raise ConfigError(f"iterations.{name}.previous: unknown iteration {it.previous!r}")
     for src in p.world.sizes:
         if src not in SOURCE_NAMES:
             raise ConfigError(f"world.sizes.{src}: unknown source; known: {list(SOURCE_NAMES)}")
@@ -208,6 +430,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     kwargs = {}
     for name, f in fields.items():
         if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{_join(prefix, name)}: missing (required)")
             continue
         keypath = _join(prefix, name)
         value = _coerce(hints[name], raw[name], keypath)

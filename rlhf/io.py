@@ -21,7 +21,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    _remove(tmp)
+    # Leftovers of an earlier writer of this same output that was killed mid-write.
+    for stale in path.parent.glob(f"{path.name}.tmp-*"):
+        _remove(stale)
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():

@@ -31,3 +31,24 @@ MIX_FILTER_REPORT = REPORTS_DIR / "mix" / "filter_report.json"
 MIX_TABLE1_JSON = REPORTS_DIR / "mix" / "table1.json"
 MIX_TABLE1_MD = REPORTS_DIR / "mix" / "table1.md"
 PROMPT_SPLITS_JSON = REPORTS_DIR / "prompts" / "splits.json"
+
+MODELS_DIR = Path("models")
+BASE_MODEL = MODELS_DIR / "base"
+SFT_MODEL = MODELS_DIR / "sft"
+REWARD_MODEL = MODELS_DIR / "reward_model"
+OFFLINE_DPO_MODEL = MODELS_DIR / "offline_dpo"
+ITERATIONS_DIR = Path("data/iterations")
+EVAL_DIR = Path("data/eval")
+HISTORY_START = ITERATIONS_DIR / "iter_0" / "train_pairs.parquet"
+
+
+def iteration_dir(name: str) -> Path:
+    return ITERATIONS_DIR / name
+
+
+def eval_table(policy: str) -> Path:
+    return EVAL_DIR / f"{policy}.parquet"
+
+
+def eval_metrics(policy: str) -> Path:
+    return REPORTS_DIR / "eval" / f"{policy}.json"

@@ -133,6 +133,21 @@ PAIRS = pa.schema(
     metadata={"doc": "On-policy DPO pairs: chosen/rejected responses picked by reward."},
 )
 
+EVALUATIONS = pa.schema(
+    [
+        _f("policy", pa.string()),
+        _f("prompt_id", pa.string()),
+        _f("sample_idx", pa.int32()),
+        _f("category", pa.string()),
+        _f("prompt", pa.string()),
+        _f("response", pa.string()),
+        _f("n_words", pa.int64()),
+        _f("gold", pa.float64()),
+        _f("correctness", pa.float64()),
+    ],
+    metadata={"doc": "A policy's responses to the eval prompts with their gold-judge scores."},
+)
+
 TABLES: dict[str, pa.Schema] = {
     "preferences": PREFERENCES,
     "quarantine": QUARANTINE,
@@ -142,6 +157,7 @@ TABLES: dict[str, pa.Schema] = {
     "generations": GENERATIONS,
     "scored": SCORED,
     "pairs": PAIRS,
+    "evaluations": EVALUATIONS,
 }
 
 # --- raw sources of the embedded world, each in its own native shape ----------------------

@@ -20,3 +20,18 @@ def params_or_exit(path: str) -> Params:
         return load_params(path)
     except ConfigError as e:
         sys.exit(f"error: {e}")
+
+
+class Timer:
+    """Wall time of a stage, for its summary file."""
+
+    def __enter__(self):
+        import time
+
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        import time
+
+        self.seconds = round(time.perf_counter() - self._t, 1)

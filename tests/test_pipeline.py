@@ -1,7 +1,10 @@
 """End to end: the real `dvc repro` on a shrunken params override, in fresh git checkouts."""
 
+import json
 import re
+import signal
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -9,78 +12,129 @@ import yaml
 from rlhf import paths
 from rlhf.schemas import read_table
 
-from .conftest import REPO, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
+from .conftest import REPO, SMALL_LOOP, make_project, run_dvc
 
 pytestmark = pytest.mark.slow
-SMALL = {"world": SMALL_WORLD, "prompts": SMALL_PROMPTS}
+DATA_STAGES = ("world", "mix", "prompts")
 
 
-def lock_hashes(project):
+def lock_hashes(project, stages):
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     return {
         (stage, o["path"]): o["md5"]
         for stage, body in lock["stages"].items()
+        if stage in stages
         for o in body.get("outs", [])
     }
 
 
+def ran_stages(stdout):
+    return set(re.findall(r"Running stage '([\w@-]+)'", stdout))
+
+
 @pytest.fixture(scope="module")
-def two_projects(tmp_path_factory):
-    out = []
-    for name in ("a", "b"):
-        project = make_project(tmp_path_factory.mktemp(name), SMALL)
-        r = run_dvc(project, "repro")
-        assert r.returncode == 0, r.stdout + r.stderr
-        out.append(project)
-    return out
+def project(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("loop"), SMALL_LOOP)
+    r = run_dvc(project, "repro")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return project
 
 
-def test_repro_builds_every_stage_and_a_second_repro_runs_nothing(two_projects):
-    project = two_projects[0]
-    for p in (
-        paths.PREFERENCES,
-        paths.QUARANTINE,
-        paths.PROMPTS,
-        paths.PROMPT_POOL,
-        paths.MIX_TABLE1_MD,
-    ):
+def test_repro_runs_the_whole_loop_and_a_second_repro_runs_nothing(project):
+    for p in (paths.PREFERENCES, paths.QUARANTINE, paths.PROMPTS, paths.MIX_TABLE1_MD):
         assert (project / p).exists(), p
-    prefs = read_table("preferences", project / paths.PREFERENCES)
-    assert prefs.num_rows > 0
+    for m in ("base", "sft", "reward_model", "offline_dpo", "iter_1"):
+        assert (project / "models" / m / "model.safetensors").exists(), m
     again = run_dvc(project, "repro")
     assert again.returncode == 0
-    assert "Running stage" not in again.stdout, again.stdout
-    status = run_dvc(project, "status")
-    assert "up to date" in status.stdout
+    assert not ran_stages(again.stdout), again.stdout
+    assert "up to date" in run_dvc(project, "status").stdout
 
 
-def test_separate_runs_give_byte_identical_outputs(two_projects):
-    a, b = (lock_hashes(p) for p in two_projects)
-    assert a and a == b
-
-
-def test_metrics_are_visible_to_dvc(two_projects):
-    r = run_dvc(two_projects[0], "metrics", "show", "--json")
+def test_metrics_list_every_policy(project):
+    r = run_dvc(project, "metrics", "show", "--json")
     assert r.returncode == 0, r.stderr
-    assert "kept_pairs" in r.stdout and "n_pairs" in r.stdout
+    for policy in ("sft", "offline_dpo", "iter_1"):
+        m = json.loads((project / paths.eval_metrics(policy)).read_text())
+        assert 0.0 <= m["win_rate_vs_sft"] <= 1.0 and 0.0 <= m["gold_mean"] <= 1.0
+        assert f"reports/eval/{policy}.json" in r.stdout
+    assert json.loads((project / paths.eval_metrics("sft")).read_text())["win_rate_vs_sft"] == 0.5
 
 
-def test_params_change_reruns_only_the_stages_that_read_it(two_projects):
-    project = two_projects[0]
+def test_no_pair_has_chosen_equal_to_rejected(project):
+    pairs = read_table("pairs", project / "data/iterations/iter_1/pairs.parquet").to_pylist()
+    assert pairs
+    assert all(p["chosen"].strip() != p["rejected"].strip() for p in pairs)
+    assert all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
+    gens = read_table("generations", project / "data/iterations/iter_1/generations.parquet")
+    assert set(gens.column("temperature").to_pylist()) == {1.0}
+    assert gens.num_rows == 4 * SMALL_LOOP["prompts"]["slice_size"]
+
+
+def test_rm_beats_chance_against_the_gold_judge(project):
+    m = json.loads((project / "reports/rm_eval.json").read_text())
+    assert m["heldout_pairs"] > 50
+    assert m["accuracy"] > 0.55, m
+
+
+def test_adding_an_iteration_runs_only_that_iteration(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["prompts"]["seed"] = 7
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    params["iterations"]["iter_2"] = {
+        "policy_in": "models/iter_1",
+        "prompt_split": "train_2",
+        "previous": "iter_1",
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    r = run_dvc(project, "repro")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert ran_stages(r.stdout) == {
+        f"{s}@iter_2" for s in ("generate", "score", "pairs", "dpo", "evaluate")
+    }, r.stdout
+
+
+def test_leaf_param_change_reruns_only_its_stage(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["rm_eval"]["seed"] = 7
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = run_dvc(project, "repro")
     assert r.returncode == 0, r.stderr
-    ran = set(re.findall(r"Running stage '([\w@-]+)'", r.stdout))
-    assert ran == {"prompts"}, r.stdout
-    diff = run_dvc(project, "params", "diff")
-    assert "prompts.seed" in diff.stdout
+    assert ran_stages(r.stdout) == {"rm_eval"}, r.stdout
+    assert "rm_eval.seed" in run_dvc(project, "params", "diff").stdout
+
+
+def test_killed_writer_leaves_no_partial_output_and_rerun_recovers(project):
+    """SIGKILL a process inside the atomic write of a model folder: the old folder stays whole,
+    and the re-run stage clears the stale temporary and writes a complete new one."""
+    target = project / "models" / "sft"
+    before = sorted(p.name for p in target.iterdir())
+    code = (
+        "import os, signal; from rlhf.io import atomic_path\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n"
+        "    tmp.mkdir(); (tmp / 'model.safetensors').write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert list(target.parent.glob("sft.tmp-*"))  # what the killed writer left
+    r = run_dvc(project, "repro", "-f", "-s", "sft")
+    assert r.returncode == 0, r.stderr
+    assert not list(target.parent.glob("sft.tmp-*"))
+    assert (target / "model.safetensors").stat().st_size > 1000
+
+
+def test_separate_runs_give_byte_identical_data(project, tmp_path):
+    other = make_project(tmp_path, SMALL_LOOP)
+    r = run_dvc(other, "repro", *DATA_STAGES)
+    assert r.returncode == 0, r.stderr
+    a, b = lock_hashes(project, DATA_STAGES), lock_hashes(other, DATA_STAGES)
+    assert len(a) >= 3 and a == b
 
 
 def test_bad_params_fail_with_the_key_named(tmp_path):
-    project = make_project(tmp_path, {**SMALL, "mix": {"filters": {"shp": {"min_ratio": 0}}}})
-    r = run_dvc(project, "repro", "mix")
+    project = make_project(tmp_path, {**SMALL_LOOP, "mix": {"filters": {"shp": {"min_ratio": 0}}}})
+    # Every stage validates the whole file, so the first stage already stops with the key named.
+    r = run_dvc(project, "repro", "world")
     assert r.returncode != 0
     assert "mix.filters.shp.min_ratio: must be >= 1.0, got 0" in r.stdout + r.stderr
 

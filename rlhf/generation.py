@@ -1,0 +1,147 @@
+"""Sampling backends behind one interface: batched Hugging Face generate (CPU or GPU) and vLLM
+(GPU, when installed). Both render prompts with the policy's own chat template and stop at
+its end-of-turn token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+
+from rlhf.models import load_policy, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    n_tokens: int
+    finish_reason: str  # "stop" (end-of-turn token) or "length"
+
+
+class Backend(Protocol):
+    name: str
+    stop: str
+
+    def generate(
+        self, prompts: list[list[dict]], s: Sampling, desc: str = "generate"
+    ) -> list[list[Completion]]: ...
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model_dir: str | Path, batch_prompts: int = 32):
+        self.tok = load_tokenizer(model_dir)
+        self.model = load_policy(model_dir).eval()
+        self.batch_prompts = batch_prompts
+        self.stop = self.tok.eos_token
+        self.tok.padding_side = "left"  # decoder-only models generate from the right edge
+
+    def _render(self, prompts: list[list[dict]]) -> list[str]:
+        return [
+            self.tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+
+    @torch.inference_mode()
+    def generate(self, prompts, s: Sampling, desc="generate"):
+        out: list[list[Completion]] = []
+        eos = self.tok.eos_token_id
+        for b, start in enumerate(
+            tqdm(range(0, len(prompts), self.batch_prompts), desc=desc, unit="batch")
+        ):
+            chunk = prompts[start : start + self.batch_prompts]
+            enc = self.tok(
+                self._render(chunk), return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            # One seed per batch: results do not depend on how many batches ran before in-process.
+            torch.manual_seed(s.seed * 1_000_003 + b)
+            greedy = s.temperature == 0.0
+            ids = self.model.generate(
+                **enc,
+                do_sample=not greedy,
+                temperature=None if greedy else s.temperature,
+                top_p=None if greedy else s.top_p,
+                top_k=None if greedy else s.top_k,
+                max_new_tokens=s.max_new_tokens,
+                num_return_sequences=s.n,
+                eos_token_id=eos,
+                pad_token_id=self.tok.pad_token_id,
+            )
+            new = ids[:, enc["input_ids"].shape[1] :].tolist()
+            for i in range(len(chunk)):
+                group = []
+                for seq in new[i * s.n : (i + 1) * s.n]:
+                    if eos in seq:
+                        seq, reason = seq[: seq.index(eos)], "stop"
+                    else:
+                        reason = "length"
+                    text = self.tok.decode(seq, skip_special_tokens=True).strip()
+                    group.append(Completion(text, len(seq), reason))
+                out.append(group)
+        return out
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model_dir: str | Path, batch_prompts: int = 0):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise RuntimeError(
+                "generate.backend=vllm needs the GPU extra: pip install -e '.[gpu]' (and a GPU)"
+            ) from e
+        self.tok = load_tokenizer(model_dir)
+        self.stop = self.tok.eos_token
+        self.llm = LLM(model=str(model_dir), trust_remote_code=False, seed=0)
+
+    def generate(self, prompts, s: Sampling, desc="generate"):
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=s.n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k if s.top_k > 0 else -1,
+            max_tokens=s.max_new_tokens,
+            seed=s.seed,
+            stop_token_ids=[self.tok.eos_token_id],
+        )
+        texts = [
+            self.tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+        results = self.llm.generate(texts, params, use_tqdm=True)
+        return [
+            [
+                Completion(
+                    o.text.strip(),
+                    len(o.token_ids),
+                    "stop" if o.finish_reason == "stop" else "length",
+                )
+                for o in r.outputs
+            ]
+            for r in results
+        ]
+
+
+def make_backend(name: str, model_dir: str | Path, batch_prompts: int) -> Backend:
+    if name == "hf":
+        return HFBackend(model_dir, batch_prompts)
+    if name == "vllm":
+        return VLLMBackend(model_dir, batch_prompts)
+    raise ValueError(f"unknown backend {name!r}")

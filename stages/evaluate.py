@@ -1,0 +1,37 @@
+"""Stage `evaluate`: a policy's responses to the held-out eval prompts, judged by the gold
+judge; gold reward, win-rate and length-controlled win-rate against SFT, length, per-section
+correctness."""
+
+from _common import Timer, params_or_exit, parser
+
+from rlhf import paths
+from rlhf.evaluation import evaluate_policy, policy_metrics
+from rlhf.io import write_json
+from rlhf.schemas import read_table, write_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument(
+        "--name", required=True, help="policy name in reports (sft, offline_dpo, iter_1, ...)"
+    )
+    p.add_argument("--policy", required=True)
+    p.add_argument("--prompts", default=str(paths.PROMPTS))
+    p.add_argument(
+        "--baseline", default="", help="the SFT policy's evaluation table; empty for SFT itself"
+    )
+    args = p.parse_args()
+    cfg = params_or_exit(args.params).evaluate
+    prompts = read_table("prompts", args.prompts)
+    prompts = prompts.filter(prompts.column("split").to_numpy(zero_copy_only=False) == "eval")
+    with Timer() as t:
+        ev = evaluate_policy(cfg, args.name, args.policy, prompts)
+    write_table("evaluations", ev, paths.eval_table(args.name))
+    baseline = read_table("evaluations", args.baseline) if args.baseline else ev
+    metrics = policy_metrics(ev, baseline)
+    write_json(paths.eval_metrics(args.name), {**metrics, "wall_s": t.seconds})
+    print(metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Stage `pairs@<iteration>`: chosen/rejected per prompt (best-of-n vs worst-of-n by default)."""
+
+from _common import params_or_exit, parser
+
+from rlhf.io import write_json
+from rlhf.loop import select_pairs
+from rlhf.schemas import read_table, write_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--iteration", required=True)
+    p.add_argument("--scored", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--report", required=True)
+    args = p.parse_args()
+    cfg = params_or_exit(args.params).pairs
+    table, report = select_pairs(cfg, args.iteration, read_table("scored", args.scored))
+    write_table("pairs", table, args.out)
+    write_json(args.report, report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Stage `reward_model`: Bradley-Terry reward model from the SFT model on the preference mix."""
+
+from _common import Timer, params_or_exit, parser
+
+from rlhf import paths
+from rlhf.io import write_json
+from rlhf.loop import run_reward_model
+from rlhf.schemas import read_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--sft", default=str(paths.SFT_MODEL))
+    p.add_argument("--mix", default=str(paths.PREFERENCES))
+    p.add_argument("--out", default=str(paths.REWARD_MODEL))
+    args = p.parse_args()
+    cfg = params_or_exit(args.params).reward_model
+    with Timer() as t:
+        summary = run_reward_model(cfg, args.sft, read_table("preferences", args.mix), args.out)
+    write_json(paths.REPORTS_DIR / "train" / "reward_model.json", {**summary, "wall_s": t.seconds})
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Stage `score@<iteration>`: reward of every response from the RM, with the length penalty."""
+
+from _common import Timer, params_or_exit, parser
+
+from rlhf import paths
+from rlhf.loop import score
+from rlhf.schemas import read_table, write_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--iteration", required=True)
+    p.add_argument("--rm", default=str(paths.REWARD_MODEL))
+    p.add_argument("--generations", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    cfg = params_or_exit(args.params).score
+    with Timer() as t:
+        table = score(cfg, args.rm, read_table("generations", args.generations))
+    write_table("scored", table, args.out)
+    print(f"{table.num_rows} responses scored in {t.seconds}s")
+
+
+if __name__ == "__main__":
+    main()

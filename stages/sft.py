@@ -1,0 +1,25 @@
+"""Stage `sft`: supervised fine-tuning on the world's demonstrations (assistant-only loss)."""
+
+from _common import Timer, params_or_exit, parser
+
+from rlhf import paths
+from rlhf.io import write_json
+from rlhf.loop import run_sft
+from rlhf.schemas import read_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--base", default=str(paths.BASE_MODEL))
+    p.add_argument("--demos", default=str(paths.DEMONSTRATIONS))
+    p.add_argument("--out", default=str(paths.SFT_MODEL))
+    args = p.parse_args()
+    cfg = params_or_exit(args.params).sft
+    with Timer() as t:
+        summary = run_sft(cfg, args.base, read_table("demonstrations", args.demos), args.out)
+    write_json(paths.REPORTS_DIR / "train" / "sft.json", {**summary, "wall_s": t.seconds})
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Loop pieces on crafted data: pair selection, the chat template, the LC win-rate."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rlhf.config import PairsConfig
+from rlhf.evaluation import _mean_corr, length_controlled_win_rate
+from rlhf.loop import select_pairs
+from rlhf.models import train_tokenizer
+from rlhf.schemas import SCORED, validate
+
+PROMPT = [{"role": "user", "content": "what is 2 plus 2?"}]
+
+
+def scored(groups):
+    rows = []
+    for pid, samples in groups.items():
+        for k, (text, reward) in enumerate(samples):
+            rows.append(
+                {
+                    "iteration": "iter_1",
+                    "prompt_id": pid,
+                    "sample_idx": k,
+                    "prompt": PROMPT,
+                    "response": text,
+                    "n_tokens": 3,
+                    "finish_reason": "stop",
+                    "policy": "p",
+                    "backend": "hf",
+                    "seed": 0,
+                    "temperature": 1.0,
+                    "top_p": 1.0,
+                    "top_k": 0,
+                    "max_new_tokens": 8,
+                    "stop": "<|im_end|>",
+                    "reward": reward,
+                    "length": len(text),
+                    "length_unit": "chars",
+                    "length_penalty": 0.0,
+                    "penalized_reward": reward,
+                }
+            )
+    return validate("scored", pa.Table.from_pylist(rows, schema=SCORED), "test")
+
+
+def test_best_worst_picks_extremes_and_drops_ties_and_identical_texts():
+    t = scored(
+        {
+            "a": [("four.", 0.2), ("4.", 0.9), ("five.", -0.5), ("six.", 0.1)],
+            "b": [("same.", 0.3), ("same.", 0.1)],  # different rewards, identical text
+            "c": [("x.", 0.5), ("y.", 0.5)],  # tied rewards
+        }
+    )
+    pairs, report = select_pairs(PairsConfig(), "iter_1", t)
+    rows = pairs.to_pylist()
+    assert [(r["prompt_id"], r["chosen"], r["rejected"]) for r in rows] == [("a", "4.", "five.")]
+    assert report["dropped"] == {"identical_responses": 1, "tied_rewards": 1}
+    assert all(
+        r["chosen"] != r["rejected"] and r["chosen_reward"] > r["rejected_reward"] for r in rows
+    )
+
+
+@pytest.mark.parametrize("selection", ["max_random", "random"])
+def test_other_selections_keep_chosen_above_rejected(selection):
+    t = scored(
+        {f"p{i}": [(f"r{j}.", float((i * 7 + j * 3) % 5)) for j in range(6)] for i in range(20)}
+    )
+    pairs, _ = select_pairs(PairsConfig(selection=selection), "iter_1", t)
+    rows = pairs.to_pylist()
+    assert rows and all(r["chosen_reward"] > r["rejected_reward"] for r in rows)
+    if selection == "max_random":
+        best = {f"p{i}": max((i * 7 + j * 3) % 5 for j in range(6)) for i in range(20)}
+        assert all(r["chosen_reward"] == best[r["prompt_id"]] for r in rows)
+
+
+def test_chat_template_marks_only_assistant_answers():
+    tok = train_tokenizer(["the fox is red.", "what is 2 plus 2?", "4."] * 50, 320)
+    conv = PROMPT + [{"role": "assistant", "content": "4."}]
+    enc = tok.apply_chat_template(
+        conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    ids, mask = enc["input_ids"], enc["assistant_masks"]
+    learned = tok.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert learned == "4.<|im_end|>"
+    # No doubled BOS or other special token is added on tokenisation of a rendered template.
+    text = tok.apply_chat_template(conv, tokenize=False)
+    assert tok(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_lc_win_rate_removes_a_pure_length_effect():
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0, 10, 4000)
+    # Wins come only from being longer: at equal length the policy is no better than baseline.
+    wins = (rng.random(4000) < 1 / (1 + np.exp(-diff / 5))).astype(float)
+    assert wins.mean() == pytest.approx(0.5, abs=0.03)
+    longer = diff + 8  # the same judge, the policy now 8 words longer on average
+    wins_long = (rng.random(4000) < 1 / (1 + np.exp(-longer / 5))).astype(float)
+    assert wins_long.mean() > 0.7
+    assert length_controlled_win_rate(wins_long, longer) == pytest.approx(0.5, abs=0.05)
+
+
+def test_mean_per_prompt_correlation_is_known_on_crafted_data():
+    x = np.array([1, 2, 3, 4, 1, 2, 3, 4], float)
+    y = np.array([2, 4, 6, 8, 4, 3, 2, 1], float)
+    assert _mean_corr(x, y, 4) == pytest.approx(0.0)  # +1 and -1
