@@ -25,20 +25,20 @@ SMALL_WORLD = {
     },
 }
 SMALL_PROMPTS = {"eval_size": 40, "slice_size": 40, "n_slices": 3}
-# The whole loop shrunk to seconds per stage: a 2-layer, 32-wide model and one iteration.
+# The whole loop shrunk to seconds per stage: a 2-layer, 64-wide model and one iteration.
 SMALL_LOOP = {
     "world": SMALL_WORLD,
     "prompts": SMALL_PROMPTS,
     "base": {
         "vocab_size": 320,
-        "hidden_size": 32,
+        "hidden_size": 64,
         "layers": 2,
         "heads": 2,
-        "train": {"epochs": 1.0, "lr": 0.003, "batch_size": 32},
+        "train": {"epochs": 2.0, "lr": 0.003, "batch_size": 32},
     },
-    "sft": {"train": {"epochs": 2.0, "lr": 0.002, "batch_size": 16}},
-    "reward_model": {"max_pairs": 600, "train": {"epochs": 1.0, "lr": 0.001, "batch_size": 16}},
-    "rm_eval": {"pairs_per_prompt": 2, "samples_per_prompt": 4},
+    "sft": {"train": {"epochs": 3.0, "lr": 0.002, "batch_size": 16}},
+    "reward_model": {"max_pairs": 0, "train": {"epochs": 2.0, "lr": 0.001, "batch_size": 16}},
+    "rm_eval": {"pairs_per_prompt": 6, "samples_per_prompt": 4},
     "generate": {"n": 4, "max_new_tokens": 24},
     "dpo": {"train": {"epochs": 1.0, "lr": 0.0005, "batch_size": 8}},
     "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 24},
