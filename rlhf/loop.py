@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from tqdm import tqdm
+from transformers import set_seed
 
 from rlhf import train
 from rlhf.config import (
@@ -78,6 +79,9 @@ def run_reward_model(
     cfg: RewardModelConfig, sft_dir: str | Path, prefs: pa.Table, out_dir: str | Path
 ) -> dict[str, Any]:
     tok = load_tokenizer(sft_dir)
+    # The scalar head is new: initialise it from a seeded RNG (the Trainer seeds only later),
+    # or every run trains a different reward model.
+    set_seed(cfg.seed)
     model = load_reward_model(sft_dir, tok.pad_token_id)
     ds = datasets.Dataset(prefs.select(["chosen", "rejected"]))
     if cfg.max_pairs and len(ds) > cfg.max_pairs:
