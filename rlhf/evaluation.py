@@ -3,19 +3,17 @@ imported here and nowhere in training."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from rlhf.config import EvaluateConfig, RMEvalConfig
+from rlhf.config import EvaluateConfig
 from rlhf.generation import Sampling, make_backend
-from rlhf.loop import RewardScorer, seeded
 from rlhf.schemas import EVALUATIONS
+from rlhf.seeds import seeded
 from rlhf.world.judge import judge
-from rlhf.world.writer import write
 
 
 def evaluate_policy(
@@ -104,68 +102,3 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table) -> dict[str, Any]:
         },
         "n": len(rows),
     }
-
-
-def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[str, Any]:
-    """RM accuracy vs gold on held-out written pairs, per section; and the per-prompt Pearson
-    correlation between response length and reward (paper Fig. 5), for the RM and the judge."""
-    scorer = RewardScorer(rm_dir)
-    rng = random.Random(f"{cfg.seed}:rm_eval")
-    rows = prompts.to_pylist()
-    pair_rows = []
-    for r in rows:
-        text = r["messages"][-1]["content"]
-        for _ in range(cfg.pairs_per_prompt):
-            x = write(text, rng, rng.random(), rng.uniform(0.0, 3.0))
-            y = write(text, rng, rng.random(), rng.uniform(0.0, 3.0))
-            gx, gy = judge(text, x).gold, judge(text, y).gold
-            if gx != gy:
-                pair_rows.append((r, x, y, gx > gy))
-    n = len(pair_rows)
-    rewards = scorer.score(
-        [p[0]["messages"] for p in pair_rows] * 2,
-        [p[1] for p in pair_rows] + [p[2] for p in pair_rows],
-        desc="rm_eval pairs",
-    )
-    correct = (rewards[:n] > rewards[n:]) == np.array([p[3] for p in pair_rows])
-    cats = sorted({p[0]["category"] for p in pair_rows})
-    acc = {
-        c: round(
-            float(
-                np.mean(
-                    [ok for ok, p in zip(correct, pair_rows, strict=True) if p[0]["category"] == c]
-                )
-            ),
-            4,
-        )
-        for c in cats
-    }
-
-    samples = []
-    for r in rows:
-        text = r["messages"][-1]["content"]
-        for _ in range(cfg.samples_per_prompt):
-            samples.append((r, write(text, rng, rng.random(), rng.uniform(0.0, 4.0))))
-    rm = scorer.score(
-        [s[0]["messages"] for s in samples], [s[1] for s in samples], desc="rm_eval length"
-    )
-    gold = np.array([judge(s[0]["messages"][-1]["content"], s[1]).gold for s in samples])
-    lengths = np.array([len(s[1]) for s in samples], dtype=float)
-    k = cfg.samples_per_prompt
-    return {
-        "accuracy": round(float(correct.mean()), 4),
-        "accuracy_by_section": acc,
-        "heldout_pairs": n,
-        "length_reward_corr_rm": _mean_corr(lengths, rm, k),
-        "length_reward_corr_gold": _mean_corr(lengths, gold, k),
-    }
-
-
-def _mean_corr(x: np.ndarray, y: np.ndarray, k: int) -> float:
-    """Mean over prompts of the Pearson correlation within each prompt's k samples."""
-    cs = []
-    for i in range(0, len(x), k):
-        a, b = x[i : i + k], y[i : i + k]
-        if a.std() > 0 and b.std() > 0:
-            cs.append(float(np.corrcoef(a, b)[0, 1]))
-    return round(float(np.mean(cs)), 4) if cs else float("nan")

@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow as pa
 import torch
 from tqdm import tqdm
 
+from rlhf.config import GenerateConfig
 from rlhf.models import load_policy, load_tokenizer
+from rlhf.schemas import GENERATIONS
+from rlhf.seeds import seeded
 
 
 @dataclass(frozen=True)
@@ -145,3 +149,36 @@ def make_backend(name: str, model_dir: str | Path, batch_prompts: int) -> Backen
     if name == "vllm":
         return VLLMBackend(model_dir, batch_prompts)
     raise ValueError(f"unknown backend {name!r}")
+
+
+def generate(
+    cfg: GenerateConfig, iteration: str, policy_dir: str | Path, prompts: pa.Table
+) -> pa.Table:
+    backend = make_backend(cfg.backend, policy_dir, cfg.batch_prompts)
+    seed = seeded(iteration, cfg.seed)
+    s = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, seed)
+    msgs = prompts.column("messages").to_pylist()
+    outs = backend.generate(msgs, s, desc=f"generate {iteration}")
+    rows = []
+    for pid, m, group in zip(prompts.column("prompt_id").to_pylist(), msgs, outs, strict=True):
+        for k, c in enumerate(group):
+            rows.append(
+                {
+                    "iteration": iteration,
+                    "prompt_id": pid,
+                    "sample_idx": k,
+                    "prompt": m,
+                    "response": c.text,
+                    "n_tokens": c.n_tokens,
+                    "finish_reason": c.finish_reason,
+                    "policy": str(policy_dir),
+                    "backend": backend.name,
+                    "seed": seed,
+                    "temperature": cfg.temperature,
+                    "top_p": cfg.top_p,
+                    "top_k": cfg.top_k,
+                    "max_new_tokens": cfg.max_new_tokens,
+                    "stop": backend.stop,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=GENERATIONS)

@@ -5,8 +5,8 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
-from rlhf.loop import build_base
 from rlhf.models import load_policy, load_tokenizer, save_model
+from rlhf.policy import build_base
 from rlhf.schemas import read_table
 
 

@@ -6,7 +6,7 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
-from rlhf.loop import run_dpo
+from rlhf.policy import run_dpo
 from rlhf.schemas import read_table, write_table
 
 

@@ -3,8 +3,8 @@
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
+from rlhf.generation import generate
 from rlhf.io import write_json
-from rlhf.loop import generate
 from rlhf.schemas import read_table, write_table
 
 

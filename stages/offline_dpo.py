@@ -6,10 +6,10 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
-from rlhf.loop import seeded
 from rlhf.messages import to_trl_preference
 from rlhf.models import load_policy, load_tokenizer, save_model
 from rlhf.schemas import read_table
+from rlhf.seeds import seeded
 from rlhf.train import dpo
 
 

@@ -3,7 +3,7 @@
 from _common import params_or_exit, parser
 
 from rlhf.io import write_json
-from rlhf.loop import select_pairs
+from rlhf.pairs import select_pairs
 from rlhf.schemas import read_table, write_table
 
 

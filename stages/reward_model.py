@@ -4,7 +4,7 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
-from rlhf.loop import run_reward_model
+from rlhf.reward import run_reward_model
 from rlhf.schemas import read_table
 
 

@@ -4,8 +4,8 @@ length-reward correlation of the RM and of the gold judge."""
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
-from rlhf.evaluation import rm_eval
 from rlhf.io import write_json
+from rlhf.rm_eval import rm_eval
 from rlhf.schemas import read_table
 
 

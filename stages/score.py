@@ -3,8 +3,8 @@
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
-from rlhf.loop import score
 from rlhf.schemas import read_table, write_table
+from rlhf.scoring import score
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
-from rlhf.loop import run_sft
+from rlhf.policy import run_sft
 from rlhf.schemas import read_table
 
 

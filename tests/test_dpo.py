@@ -5,8 +5,8 @@ import copy
 import torch
 
 from rlhf.config import TrainConfig
-from rlhf.loop import pairs_to_trl
 from rlhf.models import tiny_llama, train_tokenizer
+from rlhf.policy import pairs_to_trl
 from rlhf.train import dpo
 
 PAIRS = [

@@ -5,9 +5,10 @@ import pyarrow as pa
 import pytest
 
 from rlhf.config import PairsConfig
-from rlhf.evaluation import _mean_corr, length_controlled_win_rate
-from rlhf.loop import select_pairs
+from rlhf.evaluation import length_controlled_win_rate
 from rlhf.models import train_tokenizer
+from rlhf.pairs import select_pairs
+from rlhf.rm_eval import _mean_corr
 from rlhf.schemas import SCORED, validate
 
 PROMPT = [{"role": "user", "content": "what is 2 plus 2?"}]

@@ -1,0 +1,60 @@
+"""On-policy pair selection among the n scored responses of each prompt."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from rlhf.config import PairsConfig
+from rlhf.schemas import PAIRS
+
+
+def select_pairs(
+    cfg: PairsConfig, iteration: str, scored: pa.Table
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Chosen/rejected per prompt by penalised reward; identical texts and ties dropped, counted."""
+    rng = random.Random(f"{cfg.seed}:{iteration}:pairs")
+    groups: dict[str, list[dict]] = {}
+    for r in scored.select(
+        ["prompt_id", "prompt", "response", "penalized_reward", "length", "sample_idx"]
+    ).to_pylist():
+        groups.setdefault(r["prompt_id"], []).append(r)
+    pairs, drops = [], Counter()
+    for pid in sorted(groups):
+        g = sorted(groups[pid], key=lambda r: r["sample_idx"])
+        if len(g) < 2:
+            drops["single_response"] += 1
+            continue
+        by_reward = sorted(g, key=lambda r: (-r["penalized_reward"], r["sample_idx"]))
+        if cfg.selection == "best_worst":
+            c, r = by_reward[0], by_reward[-1]
+        elif cfg.selection == "max_random":
+            c, r = by_reward[0], rng.choice(by_reward[1:])
+        else:
+            a, b = rng.sample(g, 2)
+            c, r = (a, b) if a["penalized_reward"] >= b["penalized_reward"] else (b, a)
+        if c["response"].strip() == r["response"].strip():
+            drops["identical_responses"] += 1
+            continue
+        if c["penalized_reward"] == r["penalized_reward"]:
+            drops["tied_rewards"] += 1
+            continue
+        pairs.append(
+            {
+                "iteration": iteration,
+                "prompt_id": pid,
+                "prompt": c["prompt"],
+                "chosen": c["response"],
+                "rejected": r["response"],
+                "chosen_reward": c["penalized_reward"],
+                "rejected_reward": r["penalized_reward"],
+                "chosen_length": c["length"],
+                "rejected_length": r["length"],
+                "selection": cfg.selection,
+            }
+        )
+    report = {"prompts": len(groups), "pairs": len(pairs), "dropped": dict(sorted(drops.items()))}
+    return pa.Table.from_pylist(pairs, schema=PAIRS), report

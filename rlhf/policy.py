@@ -1,0 +1,73 @@
+"""Policy training stages: base model, SFT and DPO, through TRL (rlhf.train)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+
+from rlhf import train
+from rlhf.config import BaseConfig, DPOStageConfig, SFTStageConfig
+from rlhf.models import load_policy, load_tokenizer, save_model, tiny_llama, train_tokenizer
+from rlhf.seeds import seeded
+
+
+def build_base(
+    cfg: BaseConfig, prefs: pa.Table, out_dir: str | Path, max_texts: int
+) -> dict[str, Any]:
+    """Train a BPE tokenizer and pretrain a tiny Llama on world conversations."""
+    rows = prefs.select(["chosen", "rejected"]).to_pylist()
+    convs = [r[k] for r in rows for k in ("chosen", "rejected")]
+    random.Random(cfg.seed).shuffle(convs)
+    convs = convs[:max_texts] if max_texts else convs
+    tok = train_tokenizer((m["content"] for c in convs for m in c), cfg.vocab_size)
+    texts = [tok.apply_chat_template(c, tokenize=False) for c in convs]
+    model = tiny_llama(tok, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_position, cfg.seed)
+    model, summary = train.pretrain(model, tok, texts, cfg.train, cfg.seed)
+    save_model(model, tok, out_dir)
+    return {**summary, "texts": len(texts), "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_sft(
+    cfg: SFTStageConfig, base_dir: str | Path, demos: pa.Table, out_dir: str | Path
+) -> dict[str, Any]:
+    tok, model = load_tokenizer(base_dir), load_policy(base_dir)
+    convs = demos.column("messages").to_pylist()
+    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed)
+    save_model(model, tok, out_dir)
+    return {**summary, "examples": len(convs)}
+
+
+def pairs_to_trl(pairs: pa.Table) -> datasets.Dataset:
+    rows = pairs.select(["prompt", "chosen", "rejected"]).to_pylist()
+    return datasets.Dataset.from_list(
+        [
+            {
+                "prompt": r["prompt"],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            for r in rows
+        ]
+    )
+
+
+def run_dpo(
+    cfg: DPOStageConfig,
+    policy_dir: str | Path,
+    ref_dir: str | Path,
+    pairs: pa.Table,
+    out_dir: str | Path,
+    seed_name: str,
+) -> dict[str, Any]:
+    tok = load_tokenizer(policy_dir)
+    model, ref = load_policy(policy_dir), load_policy(ref_dir)
+    ds = pairs_to_trl(pairs)
+    model, summary = train.dpo(
+        model, ref, tok, ds, cfg.train, cfg.beta, seeded(seed_name, cfg.seed)
+    )
+    save_model(model, tok, out_dir)
+    return {**summary, "pairs": len(ds), "reference": str(ref_dir)}

@@ -1,0 +1,70 @@
+"""Batched reward-model scoring, each prompt + response rendered with the RM's own template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from rlhf.config import ScoreConfig
+from rlhf.models import load_reward_model, load_tokenizer
+from rlhf.schemas import SCORED
+
+
+class RewardScorer:
+    """Batched reward-model scores, rendering each prompt + response with the RM's own template."""
+
+    def __init__(self, rm_dir: str | Path, batch_size: int = 64):
+        self.tok = load_tokenizer(rm_dir)
+        self.tok.padding_side = "right"
+        self.model = load_reward_model(rm_dir, self.tok.pad_token_id).eval()
+        self.batch_size = batch_size
+
+    def render(self, prompt: list[dict], response: str) -> str:
+        return self.tok.apply_chat_template(
+            prompt + [{"role": "assistant", "content": response}], tokenize=False
+        )
+
+    @torch.inference_mode()
+    def score(
+        self, prompts: list[list[dict]], responses: list[str], desc: str = "score"
+    ) -> np.ndarray:
+        texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
+        out = []
+        for i in tqdm(range(0, len(texts), self.batch_size), desc=desc, unit="batch"):
+            # The template already holds every special token: add none (no doubled BOS).
+            enc = self.tok(
+                texts[i : i + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
+            out.append(self.model(**enc).logits[:, 0].float().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def n_tokens(self, responses: list[str]) -> list[int]:
+        return [len(ids) for ids in self.tok(responses, add_special_tokens=False)["input_ids"]]
+
+
+def score(cfg: ScoreConfig, rm_dir: str | Path, gens: pa.Table) -> pa.Table:
+    scorer = RewardScorer(rm_dir, cfg.batch_size)
+    responses = gens.column("response").to_pylist()
+    rewards = scorer.score(gens.column("prompt").to_pylist(), responses, desc="score")
+    if cfg.length_unit == "chars":
+        lengths = np.array([len(r) for r in responses], dtype=np.int64)
+    else:
+        lengths = np.array(scorer.n_tokens(responses), dtype=np.int64)
+    penalized = rewards - cfg.length_penalty * lengths
+    t = gens
+    for name, values in (
+        ("reward", rewards.astype(np.float64)),
+        ("length", lengths),
+        ("length_unit", [cfg.length_unit] * len(t)),
+        ("length_penalty", [cfg.length_penalty] * len(t)),
+        ("penalized_reward", penalized.astype(np.float64)),
+    ):
+        t = t.append_column(SCORED.field(name), pa.array(values, type=SCORED.field(name).type))
+    return t
