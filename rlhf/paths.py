@@ -52,3 +52,10 @@ def eval_table(policy: str) -> Path:
 
 def eval_metrics(policy: str) -> Path:
     return REPORTS_DIR / "eval" / f"{policy}.json"
+
+
+TIMINGS_DIR = REPORTS_DIR / "timings"  # git-ignored: wall times differ on every run
+
+
+def timing(stage: str) -> Path:
+    return TIMINGS_DIR / f"{stage}.json"

@@ -11,10 +11,11 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rlhf.config import ConfigError, PromptsConfig
 from rlhf.messages import prompt_id
-from rlhf.schemas import PROMPTS
+from rlhf.schemas import PROMPTS, read_table
 
 
 def train_split(i: int) -> str:
@@ -86,3 +87,14 @@ def _quotas(size: int, weights: Counter) -> dict[str, int]:
     for c in sorted(exact, key=lambda c: (q[c] - exact[c], c))[: size - sum(q.values())]:
         q[c] += 1
     return q
+
+
+def read_split(path, split: str) -> pa.Table:
+    """The prompts of one split; an error naming the file if the split is empty or absent."""
+    table = read_table("prompts", path)
+    sel = table.filter(pc.equal(table.column("split"), split))
+    if sel.num_rows == 0:
+        raise ValueError(
+            f"{path}: split {split!r} has no prompts (splits: {sorted(set(table.column('split').to_pylist()))})"
+        )
+    return sel

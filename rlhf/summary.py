@@ -55,27 +55,10 @@ def results_markdown(root: Path = Path(".")) -> str:
             f"{rm['accuracy']:.3f} ({acc}). Mean per-prompt length–reward Pearson r: "
             f"RM {rm['length_reward_corr_rm']:.2f}, gold judge {rm['length_reward_corr_gold']:.2f}."
         )
-    walls = []
-    for name, f in [
-        ("base", paths.REPORTS_DIR / "train" / "base.json"),
-        ("sft", paths.REPORTS_DIR / "train" / "sft.json"),
-        ("reward_model", paths.REPORTS_DIR / "train" / "reward_model.json"),
-        ("rm_eval", paths.REPORTS_DIR / "rm_eval.json"),
-        ("offline_dpo", paths.REPORTS_DIR / "train" / "offline_dpo.json"),
-        *[
-            (f"generate@{k}", paths.iteration_dir(k) / "generate.json")
-            for k in params.get("iterations", {})
-        ],
-        *[(f"dpo@{k}", paths.iteration_dir(k) / "dpo.json") for k in params.get("iterations", {})],
-    ]:
-        if (root / f).exists():
-            walls.append(f"`{name}` {_load(root / f)['wall_s']}")
-    if walls:
-        out += (
-            "\n\nStage work in seconds (inside each stage, without ~7 s of start-up): "
-            + ", ".join(walls)
-            + "."
-        )
+    timings = sorted((root / paths.TIMINGS_DIR).glob("*.json"))
+    if timings:
+        walls = ", ".join(f"`{f.stem}` {_load(f)['wall_s']}" for f in timings)
+        out += f"\n\nStage work in seconds on this machine (inside each stage, without ~7 s of start-up): {walls}."
     return out
 
 

@@ -93,6 +93,5 @@ def _summary(result) -> dict[str, Any]:
     m = dict(result.metrics)
     return {
         "train_loss": float(m.get("train_loss", float("nan"))),
-        "train_runtime_s": round(float(m.get("train_runtime", 0.0)), 2),
         "steps": int(result.global_step),
     }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from rlhf.config import ConfigError, Params, load_params
-from rlhf.paths import PARAMS
+from rlhf.io import write_json
+from rlhf.paths import PARAMS, timing
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -23,15 +25,20 @@ def params_or_exit(path: str) -> Params:
 
 
 class Timer:
-    """Wall time of a stage, for its summary file."""
+    """Wall time of a stage, written to reports/timings/<name>.json.
+
+    Timings change on every run, so they live outside the DVC-tracked metrics: otherwise
+    dvc.lock would differ after every reproduction of identical results.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
 
     def __enter__(self):
-        import time
-
         self._t = time.perf_counter()
         return self
 
-    def __exit__(self, *exc):
-        import time
-
+    def __exit__(self, exc_type, *exc):
         self.seconds = round(time.perf_counter() - self._t, 1)
+        if exc_type is None:
+            write_json(timing(self.name), {"wall_s": self.seconds})

@@ -17,13 +17,13 @@ def main() -> None:
     p.add_argument("--max-texts", type=int, default=8000, help="pretraining conversations kept")
     args = p.parse_args()
     cfg = params_or_exit(args.params).base
-    with Timer() as t:
+    with Timer("base"):
         if cfg.model_path:
             save_model(load_policy(cfg.model_path), load_tokenizer(cfg.model_path), args.out)
             summary = {"copied_from": cfg.model_path}
         else:
             summary = build_base(cfg, read_table("preferences", args.mix), args.out, args.max_texts)
-    write_json(paths.REPORTS_DIR / "train" / "base.json", {**summary, "wall_s": t.seconds})
+    write_json(paths.REPORTS_DIR / "train" / "base.json", summary)
     print(summary)
 
 

@@ -25,10 +25,10 @@ def main() -> None:
     if cfg.history == "accumulated":
         pairs = pa.concat_tables([read_table("pairs", args.history), pairs])
     ref = args.sft if cfg.reference == "sft" else args.policy
-    with Timer() as t:
+    with Timer(f"dpo@{args.iteration}"):
         summary = run_dpo(cfg, args.policy, ref, pairs, args.out, args.iteration)
     write_table("pairs", pairs, args.train_pairs)
-    write_json(paths.iteration_dir(args.iteration) / "dpo.json", {**summary, "wall_s": t.seconds})
+    write_json(paths.iteration_dir(args.iteration) / "dpo.json", summary)
     print({k: v for k, v in summary.items() if k != "log"})
 
 

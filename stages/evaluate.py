@@ -7,6 +7,7 @@ from _common import Timer, params_or_exit, parser
 from rlhf import paths
 from rlhf.evaluation import evaluate_policy, policy_metrics
 from rlhf.io import write_json
+from rlhf.prompt_splits import read_split
 from rlhf.schemas import read_table, write_table
 
 
@@ -22,14 +23,13 @@ def main() -> None:
     )
     args = p.parse_args()
     cfg = params_or_exit(args.params).evaluate
-    prompts = read_table("prompts", args.prompts)
-    prompts = prompts.filter(prompts.column("split").to_numpy(zero_copy_only=False) == "eval")
-    with Timer() as t:
+    prompts = read_split(args.prompts, "eval")
+    with Timer(f"evaluate@{args.name}"):
         ev = evaluate_policy(cfg, args.name, args.policy, prompts)
     write_table("evaluations", ev, paths.eval_table(args.name))
     baseline = read_table("evaluations", args.baseline) if args.baseline else ev
     metrics = policy_metrics(ev, baseline)
-    write_json(paths.eval_metrics(args.name), {**metrics, "wall_s": t.seconds})
+    write_json(paths.eval_metrics(args.name), metrics)
     print(metrics)
 
 

@@ -26,7 +26,7 @@ def main() -> None:
     ds = ds.shuffle(seed=cfg.seed).select(range(min(n, len(ds))))
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
     tok = load_tokenizer(args.sft)
-    with Timer() as t:
+    with Timer("offline_dpo"):
         model, summary = dpo(
             load_policy(args.sft),
             load_policy(args.sft),
@@ -39,7 +39,7 @@ def main() -> None:
         save_model(model, tok, args.out)
     write_json(
         paths.REPORTS_DIR / "train" / "offline_dpo.json",
-        {**{k: v for k, v in summary.items() if k != "log"}, "pairs": len(ds), "wall_s": t.seconds},
+        {**{k: v for k, v in summary.items() if k != "log"}, "pairs": len(ds)},
     )
     print(summary["train_loss"], len(ds))
 

@@ -15,9 +15,9 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.REWARD_MODEL))
     args = p.parse_args()
     cfg = params_or_exit(args.params).reward_model
-    with Timer() as t:
+    with Timer("reward_model"):
         summary = run_reward_model(cfg, args.sft, read_table("preferences", args.mix), args.out)
-    write_json(paths.REPORTS_DIR / "train" / "reward_model.json", {**summary, "wall_s": t.seconds})
+    write_json(paths.REPORTS_DIR / "train" / "reward_model.json", summary)
     print(summary)
 
 

@@ -5,8 +5,8 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
+from rlhf.prompt_splits import read_split
 from rlhf.rm_eval import rm_eval
-from rlhf.schemas import read_table
 
 
 def main() -> None:
@@ -16,11 +16,10 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.REPORTS_DIR / "rm_eval.json"))
     args = p.parse_args()
     cfg = params_or_exit(args.params).rm_eval
-    prompts = read_table("prompts", args.prompts)
-    prompts = prompts.filter(prompts.column("split").to_numpy(zero_copy_only=False) == "eval")
-    with Timer() as t:
+    prompts = read_split(args.prompts, "eval")
+    with Timer("rm_eval"):
         metrics = rm_eval(cfg, args.rm, prompts)
-    write_json(args.out, {**metrics, "wall_s": t.seconds})
+    write_json(args.out, metrics)
     print(metrics)
 
 

@@ -15,7 +15,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     cfg = params_or_exit(args.params).score
-    with Timer() as t:
+    with Timer(f"score@{args.iteration}") as t:
         table = score(cfg, args.rm, read_table("generations", args.generations))
     write_table("scored", table, args.out)
     print(f"{table.num_rows} responses scored in {t.seconds}s")

@@ -15,9 +15,9 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.SFT_MODEL))
     args = p.parse_args()
     cfg = params_or_exit(args.params).sft
-    with Timer() as t:
+    with Timer("sft"):
         summary = run_sft(cfg, args.base, read_table("demonstrations", args.demos), args.out)
-    write_json(paths.REPORTS_DIR / "train" / "sft.json", {**summary, "wall_s": t.seconds})
+    write_json(paths.REPORTS_DIR / "train" / "sft.json", summary)
     print(summary)
 
 

@@ -3,7 +3,8 @@ import pytest
 
 from rlhf.config import ConfigError, PromptsConfig
 from rlhf.messages import prompt_id
-from rlhf.prompt_splits import split_prompts
+from rlhf.prompt_splits import read_split, split_prompts
+from rlhf.schemas import write_table
 from rlhf.world.sources import prompt_pool
 
 
@@ -44,3 +45,17 @@ def test_too_small_pool_is_a_clear_error(small_params):
         match=r"prompts: the splits need \d+ unique '\w[\w-]*' prompts but the pool has",
     ):
         split_prompts(PromptsConfig(eval_size=50, slice_size=50, n_slices=3), pool)
+
+
+def test_read_split_selects_one_split_and_names_the_file_when_empty(tmp_path, small_params):
+    table, report = split_prompts(
+        small_params.prompts, pa.Table.from_pylist(prompt_pool(small_params.world))
+    )
+    path = tmp_path / "prompts.parquet"
+    write_table("prompts", table, path)
+    ev = read_split(path, "eval")
+    assert ev.num_rows == report["splits"]["eval"] and set(ev.column("split").to_pylist()) == {
+        "eval"
+    }
+    with pytest.raises(ValueError, match=r"prompts\.parquet: split 'train_9' has no prompts"):
+        read_split(path, "train_9")

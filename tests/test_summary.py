@@ -24,7 +24,10 @@ def test_results_table_comes_from_the_metrics_files(tmp_path):
     (tmp_path / "reports/eval").mkdir(parents=True)
     for name, m in {"sft": metrics(0.4, 0.5, 12.0), "iter_1": metrics(0.61, 0.72, 10.5)}.items():
         (tmp_path / f"reports/eval/{name}.json").write_text(json.dumps(m))
+    (tmp_path / "reports/timings").mkdir()
+    (tmp_path / "reports/timings/sft.json").write_text(json.dumps({"wall_s": 12.5}))
     md = results_markdown(tmp_path)
+    assert "`sft` 12.5" in md
     assert "| sft | 0.400 | 0.500 | 0.490 | 12.0 | 0.10 / 0.20 / 0.30 / 0.40 |" in md
     assert "| iter_1 | 0.610 | 0.720 | 0.710 | 10.5 |" in md
     assert "| offline_dpo | not run |" in md and "| iter_2 | not run |" in md
