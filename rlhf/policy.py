@@ -10,7 +10,8 @@ import datasets
 import pyarrow as pa
 
 from rlhf import train
-from rlhf.config import BaseConfig, DPOStageConfig, SFTStageConfig
+from rlhf.config import BaseConfig, DPOStageConfig, OfflineDPOConfig, SFTStageConfig
+from rlhf.messages import to_trl_preference
 from rlhf.models import load_policy, load_tokenizer, save_model, tiny_llama, train_tokenizer
 from rlhf.seeds import seeded
 
@@ -71,3 +72,29 @@ def run_dpo(
     )
     save_model(model, tok, out_dir)
     return {**summary, "pairs": len(ds), "reference": str(ref_dir)}
+
+
+def run_offline_dpo(
+    cfg: OfflineDPOConfig,
+    dpo_cfg: DPOStageConfig,
+    n_pairs: int,
+    sft_dir: str | Path,
+    prefs: pa.Table,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Vanilla DPO baseline: from SFT, reference SFT, on `n_pairs` seeded pairs of the offline mix."""
+    ds = datasets.Dataset(prefs.select(["chosen", "rejected"]))
+    ds = ds.shuffle(seed=cfg.seed).select(range(min(n_pairs, len(ds))))
+    ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
+    tok = load_tokenizer(sft_dir)
+    model, summary = train.dpo(
+        load_policy(sft_dir),
+        load_policy(sft_dir),
+        tok,
+        ds,
+        dpo_cfg.train,
+        dpo_cfg.beta,
+        seeded("offline_dpo", cfg.seed),
+    )
+    save_model(model, tok, out_dir)
+    return {**{k: v for k, v in summary.items() if k != "log"}, "pairs": len(ds)}
