@@ -296,7 +296,25 @@ class EvaluateConfig:
     max_new_tokens: int = bounded(48, ge=1)
     """Longest response, tokens."""
     seed: int = 0
-    """Sampling seed."""
+    """Sampling seed (common to every policy, so win-rates compare like with like)."""
+    bootstrap: int = bounded(2000, ge=100)
+    """Bootstrap resamples for the confidence intervals (over seeds, then prompts), count."""
+    confidence: float = bounded(0.95, gt=0.0, lt=1.0)
+    """Coverage of the reported confidence intervals, fraction."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The analytics report (reports/report.html and reports/report.md)."""
+
+    bootstrap: int = bounded(2000, ge=100)
+    """Bootstrap resamples for the report's confidence intervals, count."""
+    confidence: float = bounded(0.95, gt=0.0, lt=1.0)
+    """Coverage of the report's confidence intervals, fraction."""
+    seed: int = 0
+    """Seed of the bootstrap resampling."""
+    ablations: str = "reports/ablations.json"
+    """Collected ablation results (written by `rlhf ablations collect`); shown when present."""
 
 
 @dataclass(frozen=True)
@@ -343,6 +361,10 @@ class Params:
     """Gold evaluation."""
     iterations: dict[str, IterationConfig] = field(default_factory=dict)
     """Online iterations by name (iter_1, iter_2, ...), each naming its input policy."""
+    seeds: list[int] = bounded([0], min_len=1)
+    """Replicate seeds of the RLHF part (iterations, offline DPO, evaluation) over one SFT and RM."""
+    report: ReportConfig = field(default_factory=ReportConfig)
+    """The analytics report."""
 
     def __post_init__(self) -> None:
         _check_cross_section(self)
@@ -380,6 +402,11 @@ def _check_cross_section(p: Params) -> None:
         used[it.prompt_split] = name
         if it.previous != "iter_0" and it.previous not in p.iterations:
             raise ConfigError(f"iterations.{name}.previous: unknown iteration {it.previous!r}")
+    if len(set(p.seeds)) != len(p.seeds):
+        raise ConfigError(f"seeds: must be distinct, got {p.seeds}")
+    for i, sd in enumerate(p.seeds):
+        if sd < 0:
+            raise ConfigError(f"seeds[{i}]: must be >= 0, got {sd}")
     for src in p.world.sizes:
         if src not in SOURCE_NAMES:
             raise ConfigError(f"world.sizes.{src}: unknown source; known: {list(SOURCE_NAMES)}")

@@ -7,18 +7,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from rlhf.config import EvaluateConfig
 from rlhf.generation import Sampling, make_backend
 from rlhf.schemas import EVALUATIONS
 from rlhf.seeds import seeded
+from rlhf.stats import bootstrap_lc_win_rate, bootstrap_mean
 from rlhf.world.judge import judge
 
 
 def evaluate_policy(
-    cfg: EvaluateConfig, name: str, policy_dir: str | Path, prompts: pa.Table
+    cfg: EvaluateConfig, name: str, policy_dir: str | Path, prompts: pa.Table, seed: int
 ) -> pa.Table:
+    """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge.
+
+    Every policy of a replicate is sampled with the same seed (common random numbers), so
+    differences between policies are not differences of sampling luck.
+    """
     backend = make_backend("hf", policy_dir, 64)
     s = Sampling(
         cfg.samples_per_prompt,
@@ -26,10 +33,10 @@ def evaluate_policy(
         1.0,
         0,
         cfg.max_new_tokens,
-        seeded("eval", cfg.seed),
+        seeded(f"eval/seed_{seed}", cfg.seed),
     )
     rows = prompts.to_pylist()
-    outs = backend.generate([r["messages"] for r in rows], s, desc=f"evaluate {name}")
+    outs = backend.generate([r["messages"] for r in rows], s, desc=f"evaluate {name} seed {seed}")
     table = []
     for r, group in zip(rows, outs, strict=True):
         text = r["messages"][-1]["content"]
@@ -38,6 +45,7 @@ def evaluate_policy(
             table.append(
                 {
                     "policy": name,
+                    "seed": seed,
                     "prompt_id": r["prompt_id"],
                     "sample_idx": k,
                     "category": r["category"],
@@ -51,54 +59,79 @@ def evaluate_policy(
     return pa.Table.from_pylist(table, schema=EVALUATIONS)
 
 
-def length_controlled_win_rate(wins: np.ndarray, len_diff: np.ndarray) -> float:
-    """AlpacaEval-LC style: fit P(win) = sigmoid(a + b * z) where z is the standardised length
-    difference (policy - baseline), by Newton's method on the (fractional, ties = 1/2) logistic
-    likelihood with a small ridge on b; report sigmoid(a), the win-rate at equal length."""
-    y = np.asarray(wins, dtype=float)
-    sd = float(np.std(len_diff)) or 1.0
-    x = np.stack([np.ones_like(y), np.asarray(len_diff, float) / sd], axis=1)
-    w = np.zeros(2)
-    ridge = np.diag([0.0, 1e-3])
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-x @ w))
-        grad = x.T @ (y - p) - ridge @ w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w += step
-        if np.abs(step).max() < 1e-10:
-            break
-    return float(1.0 / (1.0 + np.exp(-w[0])))
+def _grid(df: pl.DataFrame, value: str) -> np.ndarray:
+    """(seeds x prompts x samples) array of `value`; raises if the grid has holes."""
+    seeds = df["seed"].unique().sort()
+    prompts = df["prompt_id"].unique().sort()
+    samples = df["sample_idx"].unique().sort()
+    shape = (len(seeds), len(prompts), len(samples))
+    if df.height != shape[0] * shape[1] * shape[2]:
+        raise ValueError(
+            f"evaluation is not a full seeds x prompts x samples grid: {df.height} rows for {shape}"
+        )
+    return df.sort(["seed", "prompt_id", "sample_idx"])[value].to_numpy().reshape(shape)
 
 
-def policy_metrics(ev: pa.Table, baseline: pa.Table) -> dict[str, Any]:
-    """Gold metrics of `ev`, and its win-rates against `baseline` on the same prompts/samples."""
-    a = {(r["prompt_id"], r["sample_idx"]): r for r in ev.to_pylist()}
-    b = {(r["prompt_id"], r["sample_idx"]): r for r in baseline.to_pylist()}
-    keys = sorted(a.keys() & b.keys())
-    if not keys:
-        raise ValueError("evaluation and baseline share no (prompt, sample) to compare")
-    wins = np.array(
-        [
-            1.0 if a[k]["gold"] > b[k]["gold"] else 0.5 if a[k]["gold"] == b[k]["gold"] else 0.0
-            for k in keys
-        ]
+def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Gold metrics of `ev` and its win-rates against `baseline` (same seeds, prompts and sample
+    indices), each with a bootstrap interval over seeds and prompts."""
+    a = pl.from_arrow(ev).select(
+        "seed", "prompt_id", "sample_idx", "category", "gold", "n_words", "correctness"
     )
-    diff = np.array([a[k]["n_words"] - b[k]["n_words"] for k in keys], dtype=float)
-    rows = list(a.values())
-    cats = sorted({r["category"] for r in rows})
+    b = pl.from_arrow(baseline).select(
+        "seed",
+        "prompt_id",
+        "sample_idx",
+        pl.col("gold").alias("base_gold"),
+        pl.col("n_words").alias("base_words"),
+    )
+    j = a.join(b, on=["seed", "prompt_id", "sample_idx"], how="inner")
+    if j.height != a.height:
+        raise ValueError(
+            f"evaluation and baseline disagree: {a.height} rows, {j.height} matched on "
+            "(seed, prompt_id, sample_idx); were they made with the same seeds and eval settings?"
+        )
+    j = j.with_columns(
+        win=pl.when(pl.col("gold") > pl.col("base_gold"))
+        .then(1.0)
+        .when(pl.col("gold") == pl.col("base_gold"))
+        .then(0.5)
+        .otherwise(0.0),
+        len_diff=(pl.col("n_words") - pl.col("base_words")).cast(pl.Float64),
+    )
+    boot = dict(n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
+    grids = {k: _grid(j, k) for k in ("gold", "win", "len_diff", "n_words")}
+    by_seed = (
+        j.group_by("seed")
+        .agg(
+            gold_mean=pl.col("gold").mean(),
+            win_rate_vs_sft=pl.col("win").mean(),
+            mean_length_words=pl.col("n_words").mean(),
+        )
+        .sort("seed")
+    )
+    by_cat = (
+        j.group_by("category")
+        .agg(pl.col("gold").mean(), pl.col("correctness").mean())
+        .sort("category")
+    )
     return {
-        "gold_mean": round(float(np.mean([r["gold"] for r in rows])), 4),
-        "win_rate_vs_sft": round(float(wins.mean()), 4),
-        "lc_win_rate_vs_sft": round(length_controlled_win_rate(wins, diff), 4),
-        "mean_length_words": round(float(np.mean([r["n_words"] for r in rows])), 2),
-        "correctness": {
-            c: round(float(np.mean([r["correctness"] for r in rows if r["category"] == c])), 4)
-            for c in cats
+        "gold_mean": bootstrap_mean(grids["gold"].mean(axis=2), **boot).as_dict(),
+        "win_rate_vs_sft": bootstrap_mean(grids["win"].mean(axis=2), **boot).as_dict(),
+        "lc_win_rate_vs_sft": bootstrap_lc_win_rate(
+            grids["win"],
+            grids["len_diff"],
+            n_boot=max(100, cfg.bootstrap // 4),
+            confidence=cfg.confidence,
+            seed=cfg.seed,
+        ).as_dict(),
+        "mean_length_words": bootstrap_mean(grids["n_words"].mean(axis=2), **boot).as_dict(2),
+        "correctness": {r["category"]: round(r["correctness"], 4) for r in by_cat.to_dicts()},
+        "gold_by_category": {r["category"]: round(r["gold"], 4) for r in by_cat.to_dicts()},
+        "by_seed": {
+            str(r["seed"]): {k: round(v, 4) for k, v in r.items() if k != "seed"}
+            for r in by_seed.to_dicts()
         },
-        "gold_by_category": {
-            c: round(float(np.mean([r["gold"] for r in rows if r["category"] == c])), 4)
-            for c in cats
-        },
-        "n": len(rows),
+        "n": a.height,
+        "seeds": by_seed.height,
     }

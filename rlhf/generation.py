@@ -152,19 +152,21 @@ def make_backend(name: str, model_dir: str | Path, batch_prompts: int) -> Backen
 
 
 def generate(
-    cfg: GenerateConfig, iteration: str, policy_dir: str | Path, prompts: pa.Table
+    cfg: GenerateConfig, iteration: str, policy_dir: str | Path, prompts: pa.Table, replicate: int
 ) -> pa.Table:
+    """n samples per prompt from replicate `replicate` of the iteration's policy."""
     backend = make_backend(cfg.backend, policy_dir, cfg.batch_prompts)
-    seed = seeded(iteration, cfg.seed)
+    seed = seeded(f"{iteration}/seed_{replicate}", cfg.seed)
     s = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, seed)
     msgs = prompts.column("messages").to_pylist()
-    outs = backend.generate(msgs, s, desc=f"generate {iteration}")
+    outs = backend.generate(msgs, s, desc=f"generate {iteration} seed {replicate}")
     rows = []
     for pid, m, group in zip(prompts.column("prompt_id").to_pylist(), msgs, outs, strict=True):
         for k, c in enumerate(group):
             rows.append(
                 {
                     "iteration": iteration,
+                    "seed": replicate,
                     "prompt_id": pid,
                     "sample_idx": k,
                     "prompt": m,
@@ -173,7 +175,7 @@ def generate(
                     "finish_reason": c.finish_reason,
                     "policy": str(policy_dir),
                     "backend": backend.name,
-                    "seed": seed,
+                    "sampling_seed": seed,
                     "temperature": cfg.temperature,
                     "top_p": cfg.top_p,
                     "top_k": cfg.top_k,

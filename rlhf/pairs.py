@@ -16,15 +16,17 @@ def select_pairs(
     cfg: PairsConfig, iteration: str, scored: pa.Table
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Chosen/rejected per prompt by penalised reward; identical texts and ties dropped, counted."""
-    rng = random.Random(f"{cfg.seed}:{iteration}:pairs")
-    groups: dict[str, list[dict]] = {}
+    groups: dict[tuple[int, str], list[dict]] = {}
     for r in scored.select(
-        ["prompt_id", "prompt", "response", "penalized_reward", "length", "sample_idx"]
+        ["seed", "prompt_id", "prompt", "response", "penalized_reward", "length", "sample_idx"]
     ).to_pylist():
-        groups.setdefault(r["prompt_id"], []).append(r)
+        groups.setdefault((r["seed"], r["prompt_id"]), []).append(r)
     pairs, drops = [], Counter()
-    for pid in sorted(groups):
-        g = sorted(groups[pid], key=lambda r: r["sample_idx"])
+    rngs: dict[int, random.Random] = {}
+    for seed, pid in sorted(groups):
+        # One stream per replicate: a replicate's pairs do not depend on which others ran.
+        rng = rngs.setdefault(seed, random.Random(f"{cfg.seed}:{iteration}:seed_{seed}:pairs"))
+        g = sorted(groups[(seed, pid)], key=lambda r: r["sample_idx"])
         if len(g) < 2:
             drops["single_response"] += 1
             continue
@@ -45,6 +47,7 @@ def select_pairs(
         pairs.append(
             {
                 "iteration": iteration,
+                "seed": seed,
                 "prompt_id": pid,
                 "prompt": c["prompt"],
                 "chosen": c["response"],
@@ -56,5 +59,10 @@ def select_pairs(
                 "selection": cfg.selection,
             }
         )
-    report = {"prompts": len(groups), "pairs": len(pairs), "dropped": dict(sorted(drops.items()))}
+    report = {
+        "prompt_groups": len(groups),
+        "pairs": len(pairs),
+        "dropped": dict(sorted(drops.items())),
+        "drop_rate": round(sum(drops.values()) / max(1, len(groups)), 4),
+    }
     return pa.Table.from_pylist(pairs, schema=PAIRS), report

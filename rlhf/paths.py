@@ -46,6 +46,18 @@ def iteration_dir(name: str) -> Path:
     return ITERATIONS_DIR / name
 
 
+def replicate(model_dir: str | Path, seed: int) -> Path:
+    """The seed-`seed` replicate of a policy: `<dir>/seed_<seed>` when the policy is replicated
+    (iterations, offline DPO), else the shared model itself (SFT, or any given checkpoint)."""
+    sub = Path(model_dir) / f"seed_{seed}"
+    return sub if sub.is_dir() else Path(model_dir)
+
+
+def replicate_out(model_dir: str | Path, seed: int) -> Path:
+    """Where a replicated stage writes its seed-`seed` model."""
+    return Path(model_dir) / f"seed_{seed}"
+
+
 def eval_table(policy: str) -> Path:
     return EVAL_DIR / f"{policy}.parquet"
 
@@ -53,6 +65,22 @@ def eval_table(policy: str) -> Path:
 def eval_metrics(policy: str) -> Path:
     return REPORTS_DIR / "eval" / f"{policy}.json"
 
+
+# Globs over every iteration's tables, for analytics (rlhf sql, the report).
+GLOBS = {
+    "generations": str(ITERATIONS_DIR / "*" / "generations.parquet"),
+    "scored": str(ITERATIONS_DIR / "*" / "scored.parquet"),
+    "pairs": str(ITERATIONS_DIR / "*" / "pairs.parquet"),
+    "train_pairs": str(ITERATIONS_DIR / "*" / "train_pairs.parquet"),
+    "evaluations": str(EVAL_DIR / "*.parquet"),
+}
+SCORED_GOLD = Path("data/report/scored_gold.parquet")  # gold scores of generations (analysis only)
+REPORT_HTML = REPORTS_DIR / "report.html"
+REPORT_MD = REPORTS_DIR / "report.md"
+FIGURES_DIR = REPORTS_DIR / "figures"
+PLOTS_DIR = REPORTS_DIR / "plots"  # CSV series for `dvc plots show/diff`
+ABLATIONS = REPORTS_DIR / "ablations.json"
+RM_EVAL = REPORTS_DIR / "rm_eval.json"
 
 TIMINGS_DIR = REPORTS_DIR / "timings"  # git-ignored: wall times differ on every run
 

@@ -81,10 +81,13 @@ def run_offline_dpo(
     sft_dir: str | Path,
     prefs: pa.Table,
     out_dir: str | Path,
+    replicate: int,
 ) -> dict[str, Any]:
-    """Vanilla DPO baseline: from SFT, reference SFT, on `n_pairs` seeded pairs of the offline mix."""
+    """Vanilla DPO baseline: from SFT, reference SFT, on `n_pairs` pairs of the offline mix drawn
+    for replicate `replicate`."""
     ds = datasets.Dataset(prefs.select(["chosen", "rejected"]))
-    ds = ds.shuffle(seed=cfg.seed).select(range(min(n_pairs, len(ds))))
+    ds = ds.shuffle(seed=seeded(f"offline_pairs/seed_{replicate}", cfg.seed))
+    ds = ds.select(range(min(n_pairs, len(ds))))
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
     tok = load_tokenizer(sft_dir)
     model, summary = train.dpo(
@@ -94,7 +97,7 @@ def run_offline_dpo(
         ds,
         dpo_cfg.train,
         dpo_cfg.beta,
-        seeded("offline_dpo", cfg.seed),
+        seeded(f"offline_dpo/seed_{replicate}", cfg.seed),
     )
     save_model(model, tok, out_dir)
     return {**{k: v for k, v in summary.items() if k != "log"}, "pairs": len(ds)}

@@ -87,6 +87,7 @@ DEMONSTRATIONS = pa.schema(
 GENERATIONS = pa.schema(
     [
         _f("iteration", pa.string()),
+        _f("seed", pa.int64()),
         _f("prompt_id", pa.string()),
         _f("sample_idx", pa.int32()),
         _f("prompt", MESSAGES),
@@ -95,7 +96,7 @@ GENERATIONS = pa.schema(
         _f("finish_reason", pa.string()),
         _f("policy", pa.string()),
         _f("backend", pa.string()),
-        _f("seed", pa.int64()),
+        _f("sampling_seed", pa.int64()),
         _f("temperature", pa.float64()),
         _f("top_p", pa.float64()),
         _f("top_k", pa.int32()),
@@ -120,6 +121,7 @@ SCORED = pa.schema(
 PAIRS = pa.schema(
     [
         _f("iteration", pa.string()),
+        _f("seed", pa.int64()),
         _f("prompt_id", pa.string()),
         _f("prompt", MESSAGES),
         _f("chosen", pa.string()),
@@ -136,6 +138,7 @@ PAIRS = pa.schema(
 EVALUATIONS = pa.schema(
     [
         _f("policy", pa.string()),
+        _f("seed", pa.int64()),
         _f("prompt_id", pa.string()),
         _f("sample_idx", pa.int32()),
         _f("category", pa.string()),
@@ -148,6 +151,21 @@ EVALUATIONS = pa.schema(
     metadata={"doc": "A policy's responses to the eval prompts with their gold-judge scores."},
 )
 
+SCORED_GOLD = pa.schema(
+    [
+        _f("iteration", pa.string()),
+        _f("seed", pa.int64()),
+        _f("prompt_id", pa.string()),
+        _f("sample_idx", pa.int32()),
+        _f("n_words", pa.int64()),
+        _f("gold", pa.float64()),
+        _f("correctness", pa.float64()),
+    ],
+    metadata={
+        "doc": "Gold-judge scores of every generated response (analysis only; never trained on)."
+    },
+)
+
 TABLES: dict[str, pa.Schema] = {
     "preferences": PREFERENCES,
     "quarantine": QUARANTINE,
@@ -158,6 +176,7 @@ TABLES: dict[str, pa.Schema] = {
     "scored": SCORED,
     "pairs": PAIRS,
     "evaluations": EVALUATIONS,
+    "scored_gold": SCORED_GOLD,
 }
 
 # --- raw sources of the embedded world, each in its own native shape ----------------------

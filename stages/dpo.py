@@ -1,7 +1,8 @@
-"""Stage `dpo@<iteration>`: DPO from the iteration's input policy on its pairs (and, with
-dpo.history=accumulated, the pairs of all earlier iterations)."""
+"""Stage `dpo@<iteration>`: for each seed, DPO from that replicate of the iteration's input policy
+on its pairs (and, with dpo.history=accumulated, its pairs of all earlier iterations)."""
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
@@ -20,16 +21,28 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--train-pairs", required=True, help="where to record the pairs trained on")
     args = p.parse_args()
-    cfg = params_or_exit(args.params).dpo
+    params = params_or_exit(args.params)
+    cfg = params.dpo
     pairs = read_table("pairs", args.pairs)
     if cfg.history == "accumulated":
         pairs = pa.concat_tables([read_table("pairs", args.history), pairs])
-    ref = args.sft if cfg.reference == "sft" else args.policy
+    summaries = {}
     with Timer(f"dpo@{args.iteration}"):
-        summary = run_dpo(cfg, args.policy, ref, pairs, args.out, args.iteration)
+        for s in params.seeds:
+            policy = paths.replicate(args.policy, s)
+            ref = paths.replicate(args.sft, s) if cfg.reference == "sft" else policy
+            mine = pairs.filter(pc.equal(pairs["seed"], s))
+            summaries[str(s)] = run_dpo(
+                cfg,
+                policy,
+                ref,
+                mine,
+                paths.replicate_out(args.out, s),
+                f"{args.iteration}/seed_{s}",
+            )
     write_table("pairs", pairs, args.train_pairs)
-    write_json(paths.iteration_dir(args.iteration) / "dpo.json", summary)
-    print({k: v for k, v in summary.items() if k != "log"})
+    write_json(paths.iteration_dir(args.iteration) / "dpo.json", {"by_seed": summaries})
+    print({s: {k: v for k, v in m.items() if k != "log"} for s, m in summaries.items()})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Stage `evaluate`: a policy's responses to the held-out eval prompts, judged by the gold
 judge; gold reward, win-rate and length-controlled win-rate against SFT, length, per-section
-correctness."""
+correctness, each with a bootstrap interval over seeds and prompts. A replicated policy is
+evaluated per seed (`<policy>/seed_<s>`); a shared one (SFT) once per seed's sampling seed."""
 
+import pyarrow as pa
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
@@ -22,13 +24,17 @@ def main() -> None:
         "--baseline", default="", help="the SFT policy's evaluation table; empty for SFT itself"
     )
     args = p.parse_args()
-    cfg = params_or_exit(args.params).evaluate
+    params = params_or_exit(args.params)
+    cfg = params.evaluate
     prompts = read_split(args.prompts, "eval")
     with Timer(f"evaluate@{args.name}"):
-        ev = evaluate_policy(cfg, args.name, args.policy, prompts)
+        ev = pa.concat_tables(
+            evaluate_policy(cfg, args.name, paths.replicate(args.policy, s), prompts, s)
+            for s in params.seeds
+        )
     write_table("evaluations", ev, paths.eval_table(args.name))
     baseline = read_table("evaluations", args.baseline) if args.baseline else ev
-    metrics = policy_metrics(ev, baseline)
+    metrics = policy_metrics(ev, baseline, cfg)
     write_json(paths.eval_metrics(args.name), metrics)
     print(metrics)
 

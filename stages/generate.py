@@ -1,5 +1,7 @@
-"""Stage `generate@<iteration>`: n responses per prompt of the iteration's split from its policy."""
+"""Stage `generate@<iteration>`: n responses per prompt of the iteration's split from each seed's
+replicate of its input policy."""
 
+import pyarrow as pa
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
@@ -20,12 +22,15 @@ def main() -> None:
     it = params.iterations[args.iteration]
     prompts = read_split(args.prompts, it.prompt_split)
     with Timer(f"generate@{args.iteration}") as t:
-        table = generate(params.generate, args.iteration, args.policy, prompts)
+        table = pa.concat_tables(
+            generate(params.generate, args.iteration, paths.replicate(args.policy, s), prompts, s)
+            for s in params.seeds
+        )
     write_table("generations", table, args.out)
     stop = sum(r == "stop" for r in table.column("finish_reason").to_pylist())
     write_json(
         paths.iteration_dir(args.iteration) / "generate.json",
-        {"responses": table.num_rows, "stopped": stop},
+        {"responses": table.num_rows, "stopped": stop, "seeds": len(params.seeds)},
     )
     print(f"{table.num_rows} responses, {stop} ended at the stop token, {t.seconds}s")
 

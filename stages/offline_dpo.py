@@ -1,5 +1,5 @@
 """Stage `offline_dpo`: the vanilla DPO baseline, from SFT on pairs of the offline mix, with the
-online DPO settings and as many pairs as one iteration's prompt slice."""
+online DPO settings and as many pairs as one iteration's prompt slice; one model per seed."""
 
 from _common import Timer, params_or_exit, parser
 
@@ -17,16 +17,21 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     n_pairs = params.offline_dpo.n_pairs or params.prompts.slice_size
+    prefs = read_table("preferences", args.mix)
     with Timer("offline_dpo"):
-        summary = run_offline_dpo(
-            params.offline_dpo,
-            params.dpo,
-            n_pairs,
-            args.sft,
-            read_table("preferences", args.mix),
-            args.out,
-        )
-    write_json(paths.REPORTS_DIR / "train" / "offline_dpo.json", summary)
+        summary = {
+            str(s): run_offline_dpo(
+                params.offline_dpo,
+                params.dpo,
+                n_pairs,
+                args.sft,
+                prefs,
+                paths.replicate_out(args.out, s),
+                s,
+            )
+            for s in params.seeds
+        }
+    write_json(paths.REPORTS_DIR / "train" / "offline_dpo.json", {"by_seed": summary})
     print(summary)
 
 

@@ -43,7 +43,10 @@ SMALL_LOOP = {
     "rm_eval": {"pairs_per_prompt": 12, "samples_per_prompt": 4},
     "generate": {"n": 4, "max_new_tokens": 24},
     "dpo": {"train": {"epochs": 1.0, "lr": 0.0005, "batch_size": 8}},
-    "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 24},
+    "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 24, "bootstrap": 200},
+    "report": {"bootstrap": 200},
+    # Two replicates: enough to exercise per-seed models, tables and intervals.
+    "seeds": [0, 1],
     "iterations": {
         "iter_1": {"policy_in": "models/sft", "prompt_split": "train_1", "previous": "iter_0"}
     },
@@ -70,7 +73,9 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     ).stdout.split()
     for f in files:
         src = REPO / f
-        if not src.is_file() or f.startswith(("data/", "reports/")) or f == "dvc.lock":
+        # Outputs stay behind; reports/ablations.json is an input (collected experiments).
+        output = f.startswith(("data/", "reports/")) and f != "reports/ablations.json"
+        if not src.is_file() or output or f == "dvc.lock":
             continue
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / f)

@@ -1,3 +1,4 @@
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -64,3 +65,171 @@ def test_word_macro_counts_blank_as_zero():
     assert con.sql("SELECT n_words(''), n_words('  a  b\tc '), n_words(' ')").fetchall() == [
         (0, 3, 0)
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# Views, pair statistics and the length-bias analysis on hand-built iteration tables
+# ---------------------------------------------------------------------------------------
+
+from rlhf import paths  # noqa: E402
+from rlhf.analytics import (  # noqa: E402
+    length_reward_correlations,
+    pair_stats,
+    register_views,
+)
+from rlhf.schemas import PAIRS, SCORED, SCORED_GOLD  # noqa: E402
+
+PROMPT = [{"role": "user", "content": "what color is the fox?"}]
+
+
+def _scored_rows(iteration, groups, seed=0):
+    """groups: prompt_id -> list of (response, reward)."""
+    rows = []
+    for pid, samples in groups.items():
+        for k, (text, reward) in enumerate(samples):
+            rows.append(
+                {
+                    "iteration": iteration,
+                    "seed": seed,
+                    "prompt_id": pid,
+                    "sample_idx": k,
+                    "prompt": PROMPT,
+                    "response": text,
+                    "n_tokens": 1,
+                    "finish_reason": "stop",
+                    "policy": "p",
+                    "backend": "hf",
+                    "sampling_seed": 0,
+                    "temperature": 1.0,
+                    "top_p": 1.0,
+                    "top_k": 0,
+                    "max_new_tokens": 8,
+                    "stop": "<|im_end|>",
+                    "reward": reward,
+                    "length": len(text),
+                    "length_unit": "chars",
+                    "length_penalty": 0.0,
+                    "penalized_reward": reward,
+                }
+            )
+    return rows
+
+
+def _pair(iteration, pid, chosen, rejected, cr, rr, seed=0):
+    return {
+        "iteration": iteration,
+        "seed": seed,
+        "prompt_id": pid,
+        "prompt": PROMPT,
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_reward": cr,
+        "rejected_reward": rr,
+        "chosen_length": len(chosen),
+        "rejected_length": len(rejected),
+        "selection": "best_worst",
+    }
+
+
+@pytest.fixture
+def loop_project(tmp_path):
+    it1 = _scored_rows(
+        "iter_1",
+        {
+            "a": [("aaaa", 2.0), ("bb", 1.0), ("c", 0.0)],
+            "b": [("xx", 0.5), ("yy", 0.5), ("zz", 0.5)],  # all tied: dropped
+        },
+    )
+    it2 = _scored_rows(
+        "iter_2", {"a": [("aaaaaa", 3.0), ("b", 1.0)], "b": [("x", 1.0), ("yyy", 0.0)]}
+    )
+    for it, rows in (("iter_1", it1), ("iter_2", it2)):
+        write_table(
+            "scored",
+            pa.Table.from_pylist(rows, schema=SCORED),
+            tmp_path / paths.iteration_dir(it) / "scored.parquet",
+        )
+    pairs1 = [_pair("iter_1", "a", "aaaa", "c", 2.0, 0.0)]
+    pairs2 = [
+        _pair("iter_2", "a", "aaaaaa", "b", 3.0, 1.0),
+        _pair("iter_2", "b", "x", "yyy", 1.0, 0.0),
+    ]
+    for it, rows in (("iter_1", pairs1), ("iter_2", pairs2)):
+        write_table(
+            "pairs",
+            pa.Table.from_pylist(rows, schema=PAIRS),
+            tmp_path / paths.iteration_dir(it) / "pairs.parquet",
+        )
+    # Gold that falls with length where the RM rises with it (iter_1, prompt a).
+    gold = [
+        {
+            "iteration": r["iteration"],
+            "seed": 0,
+            "prompt_id": r["prompt_id"],
+            "sample_idx": r["sample_idx"],
+            "n_words": len(r["response"]),
+            "gold": 1.0 - 0.1 * len(r["response"]),
+            "correctness": 1.0,
+        }
+        for r in it1 + it2
+    ]
+    write_table(
+        "scored_gold", pa.Table.from_pylist(gold, schema=SCORED_GOLD), tmp_path / paths.SCORED_GOLD
+    )
+    return tmp_path
+
+
+def test_views_union_iterations_and_skip_missing_tables(loop_project):
+    con = connect()
+    views = register_views(con, loop_project)
+    assert {"scored", "pairs", "gold"} <= set(views)
+    assert "preferences" not in views  # no such file: no view, no error
+    n = con.sql("SELECT iteration, count(*) FROM scored GROUP BY 1 ORDER BY 1").fetchall()
+    assert n == [("iter_1", 6), ("iter_2", 4)]
+
+
+def test_pair_stats_of_a_hand_built_table(loop_project):
+    con = connect()
+    register_views(con, loop_project)
+    s = {r["iteration"]: r for r in pair_stats(con)}
+    assert s["iter_1"]["prompt_groups"] == 2 and s["iter_1"]["n_pairs"] == 1
+    assert s["iter_1"]["drop_rate"] == pytest.approx(0.5)
+    assert s["iter_1"]["tie_rate"] == pytest.approx(0.5)
+    assert s["iter_1"]["mean_margin"] == pytest.approx(2.0)
+    assert s["iter_2"]["mean_margin"] == pytest.approx(1.5)
+    assert s["iter_2"]["mean_chosen_length"] == pytest.approx(3.5)  # (6 + 1) / 2
+    assert s["iter_2"]["mean_rejected_length"] == pytest.approx(2.0)  # (1 + 3) / 2
+    assert s["iter_2"]["chosen_longer_rate"] == pytest.approx(0.5)
+    assert s["iter_2"]["drop_rate"] == 0.0
+
+
+def test_length_reward_correlation_is_known_per_prompt(loop_project):
+    con = connect()
+    register_views(con, loop_project)
+    c = length_reward_correlations(con).sort("iteration", "prompt_id").to_dicts()
+    a1 = next(r for r in c if r["iteration"] == "iter_1" and r["prompt_id"] == "a")
+    # RM reward rises exactly linearly? lengths 4,2,1 vs rewards 2,1,0: r = 0.9820
+    assert a1["r_rm"] == pytest.approx(np.corrcoef([4, 2, 1], [2, 1, 0])[0, 1])
+    assert a1["r_gold"] == pytest.approx(-1.0)  # gold = 1 - 0.1 * length
+    b1 = next(r for r in c if r["iteration"] == "iter_1" and r["prompt_id"] == "b")
+    assert b1["r_rm"] is None  # constant reward: no correlation, not a fake 0
+
+
+def test_rlhf_sql_answers_the_readme_query(loop_project, capsys):
+    from rlhf.cli import main
+
+    q = "SELECT iteration, avg(chosen_length - rejected_length) AS d FROM pairs GROUP BY 1 ORDER BY 1"
+    assert main(["sql", q, "--root", str(loop_project), "--format", "csv"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["iteration,d", "iter_1,3.0", "iter_2,1.5"]
+
+
+def test_rlhf_sql_reports_a_bad_query_and_an_empty_project(loop_project, tmp_path, capsys):
+    from rlhf.cli import main
+
+    assert main(["sql", "SELECT nope FROM pairs", "--root", str(loop_project)]) == 1
+    assert "nope" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["sql", "SELECT 1", "--root", str(empty)]) == 1
+    assert "dvc repro" in capsys.readouterr().err

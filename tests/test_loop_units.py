@@ -5,22 +5,23 @@ import pyarrow as pa
 import pytest
 
 from rlhf.config import PairsConfig
-from rlhf.evaluation import length_controlled_win_rate
 from rlhf.models import train_tokenizer
 from rlhf.pairs import select_pairs
 from rlhf.rm_eval import _mean_corr
 from rlhf.schemas import SCORED, validate
+from rlhf.stats import length_controlled_win_rate
 
 PROMPT = [{"role": "user", "content": "what is 2 plus 2?"}]
 
 
-def scored(groups):
+def scored(groups, seed=0):
     rows = []
     for pid, samples in groups.items():
         for k, (text, reward) in enumerate(samples):
             rows.append(
                 {
                     "iteration": "iter_1",
+                    "seed": seed,
                     "prompt_id": pid,
                     "sample_idx": k,
                     "prompt": PROMPT,
@@ -29,7 +30,7 @@ def scored(groups):
                     "finish_reason": "stop",
                     "policy": "p",
                     "backend": "hf",
-                    "seed": 0,
+                    "sampling_seed": 0,
                     "temperature": 1.0,
                     "top_p": 1.0,
                     "top_k": 0,
@@ -60,6 +61,20 @@ def test_best_worst_picks_extremes_and_drops_ties_and_identical_texts():
     assert all(
         r["chosen"] != r["rejected"] and r["chosen_reward"] > r["rejected_reward"] for r in rows
     )
+
+
+def test_pairs_are_selected_within_each_seed_replicate():
+    # The same prompt in two replicates: one pair per (seed, prompt), never across seeds.
+    t = pa.concat_tables(
+        [
+            scored({"a": [("good.", 0.9), ("bad.", -0.9)]}, seed=0),
+            scored({"a": [("fine.", 0.4), ("poor.", 0.1)]}, seed=1),
+        ]
+    )
+    pairs, report = select_pairs(PairsConfig(), "iter_1", t)
+    got = sorted((r["seed"], r["chosen"], r["rejected"]) for r in pairs.to_pylist())
+    assert got == [(0, "good.", "bad."), (1, "fine.", "poor.")]
+    assert report["prompt_groups"] == 2 and report["drop_rate"] == 0.0
 
 
 @pytest.mark.parametrize("selection", ["max_random", "random"])

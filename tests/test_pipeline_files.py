@@ -4,51 +4,13 @@ A stage whose logic changed but whose hash did not is the silent-staleness bug t
 each stage script's transitive imports of the project's own modules must be covered by its deps.
 """
 
-import ast
-from pathlib import Path
-
 import pytest
 import yaml
 
 from rlhf import paths
+from rlhf.deps import closure, rewrite
 
 from .conftest import REPO
-
-
-def _module_file(name: str) -> Path | None:
-    base = REPO / Path(*name.split("."))
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
-        if cand.exists():
-            return cand
-    return None
-
-
-def _imports(path: Path) -> set[Path]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for n in names:
-            if n == "_common":
-                found.add(REPO / "stages" / "_common.py")
-            elif n.split(".")[0] == "rlhf" and (f := _module_file(n)):
-                found.add(f)
-    return found
-
-
-def closure(script: Path) -> set[Path]:
-    todo, seen = [script], set()
-    while todo:
-        f = todo.pop()
-        if f in seen:
-            continue
-        seen.add(f)
-        todo.extend(_imports(f))
-    # Empty package markers carry no logic.
-    return {f for f in seen if not (f.name == "__init__.py" and not f.read_text().strip())}
 
 
 def stages():
@@ -68,6 +30,24 @@ def test_every_stage_depends_on_all_the_code_it_runs(name, body):
         if not any(f == d or d in f.parents for d in deps)
     ]
     assert not missing, f"stage {name}: add to deps in dvc.yaml: {missing}"
+
+
+def test_deps_rewrite_is_a_fixed_point_of_the_committed_dvc_yaml():
+    text = (REPO / "dvc.yaml").read_text()
+    assert rewrite(text) == text, "run `python -m rlhf.deps` to regenerate the code deps"
+
+
+def test_deps_rewrite_adds_a_missing_import_and_drops_a_stale_one(tmp_path):
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "rlhf").mkdir()
+    (tmp_path / "rlhf" / "a.py").write_text("from rlhf import b\n")
+    (tmp_path / "rlhf" / "b.py").write_text("x = 1\n")
+    (tmp_path / "rlhf" / "old.py").write_text("")
+    (tmp_path / "stages" / "s.py").write_text("from rlhf.a import x\n")
+    text = "stages:\n  s:\n    cmd: python stages/s.py\n    deps:\n    - rlhf/old.py\n    - data/in\n    outs:\n    - data/out\n"
+    new = rewrite(text, tmp_path)
+    assert "rlhf/old.py" not in new
+    assert "    - rlhf/a.py\n    - rlhf/b.py\n    - stages/s.py\n    - data/in\n" in new
 
 
 def test_paths_module_agrees_with_dvc_yaml():

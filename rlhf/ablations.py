@@ -1,0 +1,167 @@
+"""Ablations as DVC experiments: one `dvc exp run` per ablation, collected into one table.
+
+    rlhf ablations list                  # each ablation and its exact dvc command
+    rlhf ablations run [NAME ...]        # dvc exp run --temp -n abl-NAME -S key=value ...
+    rlhf ablations collect               # -> reports/ablations.json (then: dvc repro report)
+
+Each experiment changes only the RLHF part, so DVC reuses the cached world, mix, SFT and
+reward model and re-runs the iterations. Results are read back from the experiments' git refs
+(metrics files are git-tracked), so collecting needs no checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlhf import paths
+from rlhf.io import write_json
+
+# name -> (params changed, what it tests). The paper's defaults are the baseline.
+ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "length_penalty": (
+        {"score.length_penalty": 0.001},
+        "reward minus 0.001 per character (the paper's lambda)",
+    ),
+    "reference_previous": ({"dpo.reference": "previous"}, "DPO reference = previous policy"),
+    "history_accumulated": ({"dpo.history": "accumulated"}, "train on all pairs so far"),
+    "n_2": ({"generate.n": 2}, "2 samples per prompt instead of 8"),
+    "temperature_0.7": ({"generate.temperature": 0.7}, "sampling temperature 0.7"),
+    "best_random": ({"pairs.selection": "max_random"}, "best vs a random other response"),
+}
+PREFIX = "abl-"
+
+
+def command(name: str, extra: dict[str, Any] | None = None) -> list[str]:
+    changes = {**ABLATIONS[name][0], **(extra or {})}
+    cmd = ["dvc", "exp", "run", "--temp", "-n", f"{PREFIX}{name}"]
+    for k, v in changes.items():
+        cmd += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    return cmd
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def experiment_refs(root: Path) -> dict[str, str]:
+    """abl-* experiment name -> its git ref (the newest one per name)."""
+    out = _git(
+        root, "for-each-ref", "--sort=committerdate", "--format=%(refname)", "refs/exps"
+    ).split()
+    refs = {}
+    for ref in out:
+        name = ref.rsplit("/", 1)[-1]
+        if name.startswith(PREFIX):
+            refs[name[len(PREFIX) :]] = ref
+    return refs
+
+
+def _read_at(root: Path, rev: str, path: str) -> str | None:
+    try:
+        return _git(root, "show", f"{rev}:{path}")
+    except subprocess.CalledProcessError:
+        return None
+
+
+def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[str, Any] | None:
+    """Metrics of every policy at `rev` (None: the working tree)."""
+
+    def read(path: str) -> str | None:
+        if rev is None:
+            f = root / path
+            return f.read_text() if f.exists() else None
+        return _read_at(root, rev, path)
+
+    params_text = read(str(paths.PARAMS))
+    if params_text is None:
+        return None
+    params = yaml.safe_load(params_text)
+    iters = list(params.get("iterations", {}))
+    policies = {}
+    for p in ["sft", "offline_dpo", *iters]:
+        text = read(paths.eval_metrics(p).as_posix())
+        if text:
+            policies[p] = json.loads(text)
+    if not iters or iters[-1] not in policies:
+        return None
+    return {
+        "ablation": name,
+        "change": change,
+        "rev": rev or "workspace",
+        "seeds": len(params.get("seeds", [0])),
+        "final_iteration": iters[-1],
+        "final": {
+            k: policies[iters[-1]][k]
+            for k in ("gold_mean", "win_rate_vs_sft", "lc_win_rate_vs_sft", "mean_length_words")
+        },
+        "policies": {
+            p: {k: m[k] for k in ("gold_mean", "win_rate_vs_sft")} for p, m in policies.items()
+        },
+    }
+
+
+def collect(root: Path = Path("."), out: Path | None = None) -> list[dict[str, Any]]:
+    root = Path(root)
+    runs = []
+    base = _run_summary(root, None, "baseline", "params.yaml as committed")
+    if base:
+        runs.append(base)
+    refs = experiment_refs(root)
+    for name in ABLATIONS:
+        if name not in refs:
+            continue
+        change = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name][0].items())
+        s = _run_summary(root, refs[name], name, change)
+        if s:
+            runs.append(s)
+    write_json(out or root / paths.ABLATIONS, {"runs": runs})
+    return runs
+
+
+def cmd(args: argparse.Namespace) -> int:
+    extra = {"seeds": [int(s) for s in args.seeds.split(",")]} if args.seeds else None
+    if args.action == "list":
+        for name, (_, what) in ABLATIONS.items():
+            print(f"{name:22s} {what}\n{'':22s} {' '.join(command(name, extra))}")
+        return 0
+    if args.action == "run":
+        names = args.names or list(ABLATIONS)
+        unknown = [n for n in names if n not in ABLATIONS]
+        if unknown:
+            print(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}", file=sys.stderr)
+            return 2
+        for i, name in enumerate(names, 1):
+            c = command(name, extra)
+            print(f"[{i}/{len(names)}] {' '.join(c)}", flush=True)
+            if subprocess.run(c).returncode != 0:
+                print(f"ablation {name} failed", file=sys.stderr)
+                return 1
+        print("done; now: rlhf ablations collect && dvc repro report")
+        return 0
+    runs = collect(Path(args.root))
+    print(f"{len(runs)} runs -> {paths.ABLATIONS}")
+    for r in runs:
+        f = r["final"]
+        print(
+            f"{r['ablation']:22s} win-rate {f['win_rate_vs_sft']['mean']:.3f} "
+            f"LC {f['lc_win_rate_vs_sft']['mean']:.3f} length {f['mean_length_words']['mean']:.1f}"
+        )
+    return 0
+
+
+def add_parser(sub) -> None:
+    a = sub.add_parser("ablations", help="run and collect the ablations as DVC experiments")
+    a.add_argument("action", choices=["list", "run", "collect"])
+    a.add_argument("names", nargs="*", help="ablations to run (default: all)")
+    a.add_argument("--seeds", default="", help="e.g. 0 or 0,1,2: override `seeds` for the runs")
+    a.add_argument("--root", default=".")
+    a.set_defaults(func=cmd)
