@@ -77,6 +77,7 @@ GLOBS = {
 SCORED_GOLD = Path("data/report/scored_gold.parquet")  # gold scores of generations (analysis only)
 REPORT_HTML = REPORTS_DIR / "report.html"
 REPORT_MD = REPORTS_DIR / "report.md"
+REPORT_SUMMARY_MD = REPORTS_DIR / "summary.md"  # the README's results block
 FIGURES_DIR = REPORTS_DIR / "figures"
 PLOTS_DIR = REPORTS_DIR / "plots"  # CSV series for `dvc plots show/diff`
 ABLATIONS = REPORTS_DIR / "ablations.json"

@@ -533,6 +533,24 @@ def build_sections(
     return s
 
 
+SUMMARY_SECTIONS = (
+    "Claims of the paper, checked on this run",
+    "Policies: gold reward and win-rate against SFT",
+    "Length bias of the reward model",
+    "Reward-model evaluation",
+    "Ablations",
+)
+
+
+def summary_markdown(sections) -> str:
+    """The headline sections without figures: what the README's results block shows."""
+    parts = []
+    for title, body, _ in sections:
+        if title in SUMMARY_SECTIONS:
+            parts.append(f"**{title}.**\n\n{body}\n")
+    return "\n".join(parts)
+
+
 def render_markdown(sections, figs: dict[str, Path], out_dir: Path) -> str:
     parts = ["# RLHF workflow report\n"]
     for title, body, fig in sections:
@@ -647,5 +665,6 @@ def build_report(params: Params, root: Path = Path(".")) -> ReportData:
     write_plot_series(data, root / paths.PLOTS_DIR)
     out_dir = root / paths.REPORTS_DIR
     write_text(root / paths.REPORT_MD, render_markdown(sections, figs, out_dir))
+    write_text(root / paths.REPORT_SUMMARY_MD, summary_markdown(sections))
     write_text(root / paths.REPORT_HTML, render_html(sections, figs))
     return data

@@ -1,37 +1,75 @@
+"""The report's claims and tables on crafted metrics, and the README block generated from it."""
+
 import json
 
 import pytest
 import yaml
 
+from rlhf import paths
+from rlhf.config import parse_params
+from rlhf.report import build_report
 from rlhf.summary import results_markdown, update_readme
 
 
-def metrics(gold, wr, length):
+def iv(mean, half):
+    return {"mean": mean, "lo": mean - half, "hi": mean + half}
+
+
+def metrics(gold, wr, length, half=0.02):
     return {
-        "gold_mean": gold,
-        "win_rate_vs_sft": wr,
-        "lc_win_rate_vs_sft": wr - 0.01,
-        "mean_length_words": length,
+        "gold_mean": iv(gold, half),
+        "win_rate_vs_sft": iv(wr, half) if wr != 0.5 else iv(0.5, 0.0),
+        "lc_win_rate_vs_sft": iv(wr - 0.01, half),
+        "mean_length_words": iv(length, 0.5),
         "correctness": {"chat": 0.1, "chat-hard": 0.2, "safety": 0.3, "reasoning": 0.4},
-        "wall_s": 1.0,
+        "by_seed": {"0": {"gold_mean": gold, "win_rate_vs_sft": wr, "mean_length_words": length}},
     }
 
 
-def test_results_table_comes_from_the_metrics_files(tmp_path):
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump({"iterations": {"iter_1": {}, "iter_2": {}}})
-    )
+def project(tmp_path, offline_wr, iter_wr):
+    raw = {"iterations": {"iter_1": {"policy_in": "models/sft", "prompt_split": "train_1"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "reports/eval").mkdir(parents=True)
-    for name, m in {"sft": metrics(0.4, 0.5, 12.0), "iter_1": metrics(0.61, 0.72, 10.5)}.items():
+    for name, m in {
+        "sft": metrics(0.4, 0.5, 12.0),
+        "offline_dpo": metrics(0.45, offline_wr, 11.0),
+        "iter_1": metrics(0.61, iter_wr, 10.5),
+    }.items():
         (tmp_path / f"reports/eval/{name}.json").write_text(json.dumps(m))
+    return parse_params(raw)
+
+
+def test_claims_hold_when_intervals_separate(tmp_path):
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
+    data = build_report(params, tmp_path)
+    verdicts = {c.text.split(" (")[0].split(",")[0]: c.holds for c in data.claims}
+    assert verdicts["Iterative DPO"] is True
+    assert verdicts["Offline DPO beats SFT"] is True
+    md = (tmp_path / paths.REPORT_MD).read_text()
+    assert "| iter_1 | 0.610 [0.590, 0.630] | 0.700 [0.680, 0.720] |" in md
+    assert "**HOLDS** — Iterative DPO (iter_1) beats offline DPO" in md
+    # No loop tables in this project: those sections are absent, not crashing.
+    assert "On-policy pair statistics" not in md
+    assert "**NOT MEASURED** — A length penalty" in md
+
+
+def test_claims_fail_plainly_when_intervals_overlap(tmp_path):
+    params = project(tmp_path, offline_wr=0.52, iter_wr=0.55)  # [0.50,0.54] vs [0.53,0.57]
+    data = build_report(params, tmp_path)
+    first = data.claims[0]
+    assert first.text.startswith("Iterative DPO") and first.holds is False
+    assert first.holds is False and data.claims[1].holds is False  # 0.50 is not above 0.5
+    assert "**DOES NOT HOLD** — Iterative DPO" in (tmp_path / paths.REPORT_MD).read_text()
+
+
+def test_readme_block_comes_from_the_report(tmp_path):
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
+    build_report(params, tmp_path)
     (tmp_path / "reports/timings").mkdir()
     (tmp_path / "reports/timings/sft.json").write_text(json.dumps({"wall_s": 12.5}))
     md = results_markdown(tmp_path)
     assert "`sft` 12.5" in md
-    assert "| sft | 0.400 | 0.500 | 0.490 | 12.0 | 0.10 / 0.20 / 0.30 / 0.40 |" in md
-    assert "| iter_1 | 0.610 | 0.720 | 0.710 | 10.5 |" in md
-    assert "| offline_dpo | not run |" in md and "| iter_2 | not run |" in md
-
+    assert "| iter_1 | 0.610 [0.590, 0.630]" in md
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold numbers\n<!-- results:end -->\noutro\n")
     update_readme(readme, tmp_path)
