@@ -100,8 +100,9 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
         "seeds": len(params.get("seeds", [0])),
         "final_iteration": iters[-1],
         "final": {
-            k: policies[iters[-1]][k]
-            for k in ("gold_mean", "win_rate_vs_sft", "lc_win_rate_vs_sft", "mean_length_words")
+            k: v
+            for k, v in policies[iters[-1]].items()
+            if isinstance(v, dict) and {"mean", "lo", "hi"} <= set(v)
         },
         "policies": {
             p: {k: m[k] for k in ("gold_mean", "win_rate_vs_sft")} for p, m in policies.items()

@@ -85,6 +85,65 @@ def cmd_sql(args: argparse.Namespace) -> int:
             buf = []
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rlhf.formats import FORMATS, convert_rows, load_rows, to_output
+    from rlhf.schemas import write_table
+
+    fmt = FORMATS[args.fmt]
+    flt = fmt.default_filter
+    overrides = {
+        k: v
+        for k, v in (
+            ("min_margin", args.min_margin),
+            ("min_ratio", args.min_ratio),
+            ("max_pairs_per_prompt", args.max_pairs_per_prompt),
+            ("label", args.label),
+        )
+        if v is not None
+    }
+    flt = dataclasses.replace(flt, **overrides)
+    try:
+        rows = load_rows(args.input, args.split)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    res = convert_rows(args.fmt, rows, flt, args.seed, args.source)
+    prefs = pa_table(res.pairs, "preferences")
+    out, lost = to_output(prefs, args.to)
+    if args.to == "standard":
+        write_table("preferences", out, args.output)
+    else:
+        from rlhf.io import atomic_path
+
+        with atomic_path(args.output) as tmp:
+            import pyarrow.parquet as pq
+
+            pq.write_table(out, tmp)
+    quarantine = Path(args.quarantine or Path(args.output).with_suffix(".quarantine.parquet"))
+    write_table("quarantine", pa_table(res.quarantine, "quarantine"), quarantine)
+    print(f"{args.input} ({args.fmt}, mirrors {fmt.mirrors}): {res.raw_rows} rows read")
+    print(f"  kept {len(res.pairs)} pairs -> {args.output} ({args.to})")
+    if lost:
+        print(
+            f"  {lost} kept pairs have multi-turn or system context that {args.to} cannot hold; "
+            f"not written (use --to trl to keep them)"
+        )
+    print(f"  quarantined {len(res.quarantine)} -> {quarantine}")
+    for reason, n in res.reasons().items():
+        print(f"    {reason}: {n}")
+    return 0
+
+
+def pa_table(rows: list[dict], name: str):
+    import pyarrow as pa
+
+    from rlhf.schemas import schema_for
+
+    return pa.Table.from_pylist(rows, schema=schema_for(name))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,8 +158,30 @@ def main(argv: list[str] | None = None) -> int:
     q.set_defaults(func=cmd_sql)
 
     from rlhf import ablations
+    from rlhf.formats import FORMATS, OUTPUTS
 
     ablations.add_parser(sub)
+    c = sub.add_parser(
+        "convert",
+        help="a public preference dataset -> the standard format",
+        description="Read a dataset in its published schema (local .jsonl/.json/"
+        ".parquet, optionally .gz; a hub id with RLHF_ALLOW_HUB=1), apply the "
+        "paper's filter for it, write the kept pairs and a quarantine table "
+        "with a reason for every dropped row.",
+    )
+    c.add_argument("--from", dest="fmt", required=True, choices=list(FORMATS))
+    c.add_argument("input")
+    c.add_argument("output", help="output .parquet")
+    c.add_argument("--to", choices=OUTPUTS, default="standard")
+    c.add_argument("--quarantine", help="default: <output>.quarantine.parquet")
+    c.add_argument("--split", default="train", help="hub split (hub ids only)")
+    c.add_argument("--source", help="source name in the output (default: the format)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--min-margin", type=float)
+    c.add_argument("--min-ratio", type=float)
+    c.add_argument("--max-pairs-per-prompt", type=int)
+    c.add_argument("--label", choices=["safer", "better"])
+    c.set_defaults(func=cmd_convert)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -98,9 +98,10 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
         .then(0.5)
         .otherwise(0.0),
         len_diff=(pl.col("n_words") - pl.col("base_words")).cast(pl.Float64),
+        gold_gain=pl.col("gold") - pl.col("base_gold"),
     )
     boot = dict(n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
-    grids = {k: _grid(j, k) for k in ("gold", "win", "len_diff", "n_words")}
+    grids = {k: _grid(j, k) for k in ("gold", "win", "len_diff", "n_words", "gold_gain")}
     by_seed = (
         j.group_by("seed")
         .agg(
@@ -117,6 +118,8 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
     )
     return {
         "gold_mean": bootstrap_mean(grids["gold"].mean(axis=2), **boot).as_dict(),
+        # Paired with SFT's answer to the same prompt and sample: far tighter than gold_mean.
+        "gold_gain_vs_sft": bootstrap_mean(grids["gold_gain"].mean(axis=2), **boot).as_dict(),
         "win_rate_vs_sft": bootstrap_mean(grids["win"].mean(axis=2), **boot).as_dict(),
         "lc_win_rate_vs_sft": bootstrap_lc_win_rate(
             grids["win"],

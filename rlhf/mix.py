@@ -114,7 +114,9 @@ def adapt_ultrafeedback(
     rows: list[Row], flt: SourceFilter, rng: random.Random
 ) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("prompt", "completions")):
+        # openbmb/UltraFeedback names the prompt `instruction`; binarised copies use `prompt`.
+        key = "instruction" if "instruction" in row else "prompt"
+        if d := _missing(row, i, (key, "completions")):
             yield d
             continue
         comps = row["completions"]
@@ -156,7 +158,7 @@ def adapt_ultrafeedback(
             continue
         # The paper's recipe: best-rated vs a random lower-rated completion.
         j = rng.choice(lower)
-        prompt = [_user(row["prompt"])]
+        prompt = [_user(row[key])]
         yield Candidate(
             i,
             prompt + [_assistant(comps[best]["response"])],
@@ -363,7 +365,19 @@ def _raw_json(raw: Any) -> str:
 def adapt(source: str, rows: list[Row], flt: SourceFilter, seed: int) -> AdaptResult:
     """Run `source`'s adapter and the common checks over its native rows."""
     fn, annotator = ADAPTERS[source]
-    rng = random.Random(f"{seed}:mix/{source}")
+    return run_adapter(fn, annotator, source, rows, flt, random.Random(f"{seed}:mix/{source}"))
+
+
+def run_adapter(
+    fn: Callable[..., Iterator[Candidate | Drop]],
+    annotator: str,
+    source: str,
+    rows: list[Row],
+    flt: SourceFilter,
+    rng: random.Random,
+) -> AdaptResult:
+    """Apply an adapter, then the common structural checks; every row ends up as a pair or a
+    quarantine record."""
     res = AdaptResult(source, len(rows))
     for item in fn(rows, flt, rng):
         if isinstance(item, Candidate):

@@ -233,3 +233,14 @@ def test_rlhf_sql_reports_a_bad_query_and_an_empty_project(loop_project, tmp_pat
     empty.mkdir()
     assert main(["sql", "SELECT 1", "--root", str(empty)]) == 1
     assert "dvc repro" in capsys.readouterr().err
+
+
+def test_rlhf_sql_interactive_session_runs_multiline_statements(loop_project, capsys, monkeypatch):
+    from rlhf.cli import main
+
+    lines = iter([".tables", "SELECT count(*) AS n", "FROM pairs;", ".quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["sql", "--root", str(loop_project), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "pairs\n" in out and "scored\n" in out  # .tables
+    assert "n\n3\n" in out  # the statement spanning two lines ran once

@@ -141,6 +141,19 @@ def test_sql_over_the_run(project):
     assert "sft,0.5" in r.stdout
 
 
+def test_every_sql_query_in_the_readme_runs_on_the_run(project):
+    from rlhf.analytics import connect, register_views
+
+    block = re.search(r"Useful queries:\s*```sql\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    queries = [q.strip() for q in block.group(1).split(";") if q.strip()]
+    assert len(queries) >= 5
+    con = connect()
+    register_views(con, project)
+    for q in queries:
+        rows = con.sql(q).fetchall()
+        assert rows, q
+
+
 def test_no_pair_has_chosen_equal_to_rejected(project):
     pairs = read_table("pairs", project / "data/iterations/iter_1/pairs.parquet").to_pylist()
     assert pairs

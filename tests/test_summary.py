@@ -18,6 +18,7 @@ def iv(mean, half):
 def metrics(gold, wr, length, half=0.02):
     return {
         "gold_mean": iv(gold, half),
+        "gold_gain_vs_sft": iv(gold - 0.4, half),
         "win_rate_vs_sft": iv(wr, half) if wr != 0.5 else iv(0.5, 0.0),
         "lc_win_rate_vs_sft": iv(wr - 0.01, half),
         "mean_length_words": iv(length, 0.5),
@@ -46,7 +47,7 @@ def test_claims_hold_when_intervals_separate(tmp_path):
     assert verdicts["Iterative DPO"] is True
     assert verdicts["Offline DPO beats SFT"] is True
     md = (tmp_path / paths.REPORT_MD).read_text()
-    assert "| iter_1 | 0.610 [0.590, 0.630] | 0.700 [0.680, 0.720] |" in md
+    assert "| iter_1 | 0.610 [0.590, 0.630] | 0.210 [0.190, 0.230] | 0.700 [0.680, 0.720] |" in md
     assert "**HOLDS** — Iterative DPO (iter_1) beats offline DPO" in md
     # No loop tables in this project: those sections are absent, not crashing.
     assert "On-policy pair statistics" not in md
