@@ -89,9 +89,10 @@ def test_codeultrafeedback_string_ratings_and_bad_rating():
             "instruction": "write code",
             "preference": "instruction-following",
             "models": models,
-            "responses": [{"model": m, "response": t} for m, t in zip(models, texts)],
+            "responses": [{"model": m, "response": t} for m, t in zip(models, texts, strict=True)],
             "annotations": [
-                {"model": m, "rating": r, "rationale": "because"} for m, r in zip(models, ratings)
+                {"model": m, "rating": r, "rationale": "because"}
+                for m, r in zip(models, ratings, strict=True)
             ],
         }
 
