@@ -136,6 +136,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from rlhf.formats import load_rows
+    from rlhf.prompt_sources import convert_prompts
+    from rlhf.schemas import write_table
+
+    try:
+        rows = load_rows(args.input, args.split)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    pool, quarantine, report = convert_prompts(args.fmt, rows, args.source)
+    write_table("prompt_pool", pool, args.output)
+    qpath = Path(args.output).with_suffix(".quarantine.parquet")
+    write_table("quarantine", pa_table(quarantine, "quarantine"), qpath)
+    print(
+        f"{args.input} ({args.fmt}): {report['rows']} rows, {report['prompts']} prompts "
+        f"({report['unique_prompts']} unique, {report['duplicates']} duplicates) -> {args.output}"
+    )
+    print(f"  quarantined {len(quarantine)} -> {qpath} {report['quarantined']}")
+    return 0
+
+
 def pa_table(rows: list[dict], name: str):
     import pyarrow as pa
 
@@ -182,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--max-pairs-per-prompt", type=int)
     c.add_argument("--label", choices=["safer", "better"])
     c.set_defaults(func=cmd_convert)
+
+    from rlhf.prompt_sources import PROMPT_FORMATS
+
+    pr = sub.add_parser("prompts", help="a public prompt dataset -> a prompt-pool table")
+    pr.add_argument("--from", dest="fmt", required=True, choices=list(PROMPT_FORMATS))
+    pr.add_argument("input")
+    pr.add_argument("output", help="output .parquet (prompt_pool schema)")
+    pr.add_argument("--split", default="train")
+    pr.add_argument("--source", help="source / category name (default: the format)")
+    pr.set_defaults(func=cmd_prompts)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -413,3 +413,72 @@ def test_the_issue_formats_are_all_registered():
     }
     assert names <= set(FORMATS)
     assert all("/" in f.mirrors for f in FORMATS.values())
+
+
+def test_prompt_sources_in_their_published_schemas(tmp_path, capsys):
+    from rlhf.config import PromptsConfig
+    from rlhf.prompt_sources import convert_prompts
+    from rlhf.prompt_splits import split_prompts
+
+    pool, q, rep = convert_prompts(
+        "openorca",
+        [
+            {
+                "id": "cot.1",
+                "system_prompt": "You are an AI assistant.",
+                "question": "2+2?",
+                "response": "4",
+            },
+            {"id": "cot.2", "system_prompt": "", "question": "3+3?", "response": "6"},
+            {"id": "cot.3", "system_prompt": "", "question": "  ", "response": "6"},
+        ],
+    )
+    msgs = pool.column("messages").to_pylist()
+    assert msgs[0] == [
+        {"role": "system", "content": "You are an AI assistant."},
+        {"role": "user", "content": "2+2?"},
+    ]
+    assert msgs[1] == [{"role": "user", "content": "3+3?"}]
+    assert [(r["source_row"], r["reason"], r["field"]) for r in q] == [
+        (2, "empty_turn", "question")
+    ]
+    _, _, rep = convert_prompts(
+        "capybara",
+        [
+            {"source": "GOAT", "conversation": [{"input": "hi", "output": "hello"}]},
+            {"source": "GOAT", "conversation": []},
+        ],
+    )
+    assert rep["prompts"] == 1 and rep["quarantined"] == {"missing_field": 1}
+    dibt = [
+        {
+            "prompt": "write a poem",
+            "quality": [],
+            "avg_rating": 4.0,
+            "num_responses": 2,
+            "agreement_ratio": 1.0,
+            "raw_responses": [4, 4],
+            "kind": "human",
+            "cluster_description": "c",
+            "topic": "t",
+        }
+    ] * 3 + [{"prompt": "Write a  poem", "kind": "human"}]
+    pool, _, rep = convert_prompts("dibt", dibt)
+    assert rep == {"rows": 4, "prompts": 4, "unique_prompts": 2, "duplicates": 2, "quarantined": {}}
+    for fmt, row in (
+        ("ultrafeedback", {"source": "x", "instruction": "i", "models": [], "completions": []}),
+        ("helpsteer", {"prompt": "p", "response": "r", "helpfulness": 3}),
+        ("ultrainteract", {"id": "1", "instruction": "solve", "response": "x"}),
+        ("plain", {"text": "hello"}),
+    ):
+        assert convert_prompts(fmt, [row])[2]["prompts"] == 1, fmt
+    # The CLI writes a prompt-pool table that the prompts stage can split.
+    src = write_jsonl_gz(
+        tmp_path / "p.jsonl.gz", [{"prompt": f"prompt {i}"} for i in range(12)] + [{"prompt": ""}]
+    )
+    out = tmp_path / "pool.parquet"
+    assert main(["prompts", "--from", "dibt", str(src), str(out)]) == 0
+    assert "12 prompts (12 unique" in capsys.readouterr().out
+    pool = read_table("prompt_pool", out)
+    table, _ = split_prompts(PromptsConfig(eval_size=4, slice_size=4, n_slices=2), pool)
+    assert sorted(set(table.column("split").to_pylist())) == ["eval", "train_1", "train_2"]
