@@ -38,8 +38,11 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
 PREFIX = "abl-"
 
 
+BASELINE = "baseline"  # the committed params, re-run only when --seeds differs from them
+
+
 def command(name: str, extra: dict[str, Any] | None = None) -> list[str]:
-    changes = {**ABLATIONS[name][0], **(extra or {})}
+    changes = {**(ABLATIONS[name][0] if name != BASELINE else {}), **(extra or {})}
     cmd = ["dvc", "exp", "run", "--temp", "-n", f"{PREFIX}{name}"]
     for k, v in changes.items():
         cmd += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
@@ -113,10 +116,16 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
 def collect(root: Path = Path("."), out: Path | None = None) -> list[dict[str, Any]]:
     root = Path(root)
     runs = []
-    base = _run_summary(root, None, "baseline", "params.yaml as committed")
+    refs = experiment_refs(root)
+    # A seed-matched baseline experiment (run with --seeds) beats the working tree's run, so
+    # that every row of the table has the same seeds.
+    base = (
+        _run_summary(root, refs[BASELINE], BASELINE, "params.yaml as committed, same seeds")
+        if BASELINE in refs
+        else _run_summary(root, None, BASELINE, "params.yaml as committed")
+    )
     if base:
         runs.append(base)
-    refs = experiment_refs(root)
     for name in ABLATIONS:
         if name not in refs:
             continue
@@ -136,7 +145,9 @@ def cmd(args: argparse.Namespace) -> int:
         return 0
     if args.action == "run":
         names = args.names or list(ABLATIONS)
-        unknown = [n for n in names if n not in ABLATIONS]
+        if extra and BASELINE not in names:
+            names = [BASELINE, *names]  # compare like with like: the baseline on the same seeds
+        unknown = [n for n in names if n not in ABLATIONS and n != BASELINE]
         if unknown:
             print(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}", file=sys.stderr)
             return 2

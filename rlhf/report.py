@@ -142,7 +142,8 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
         rm, gold = data.corr_summary["rm"], data.corr_summary["gold"]
         claims.append(
             Claim(
-                "The reward model favours length more than the gold judge does (paper Fig. 5)",
+                "The reward model rewards length more than the gold judge does: a higher "
+                "per-prompt length-reward correlation (paper Fig. 5)",
                 rm.lo > gold.hi,
                 f"mean per-prompt length-reward r: RM {rm.mean:.3f} [{rm.lo:.3f}, {rm.hi:.3f}], "
                 f"gold {gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}]",

@@ -74,3 +74,20 @@ def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     assert runs["length_penalty"]["seeds"] == 2
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
     assert [r["ablation"] for r in saved["runs"]] == ["baseline", "length_penalty"]
+
+
+def test_a_seed_matched_baseline_experiment_replaces_the_working_tree(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
+    params = {"iterations": {"iter_1": {}}, "seeds": [0]}
+    exp = _commit(tmp_path, params, 0.55, 11.0)
+    subprocess.run(
+        ["git", "update-ref", "refs/exps/ab/cdef/abl-baseline", exp],
+        cwd=tmp_path,
+        check=True,
+        env=ENV,
+    )
+    _commit(tmp_path, {**params, "seeds": [0, 1, 2]}, 0.58, 12.0)
+    runs = collect(tmp_path)
+    assert [r["ablation"] for r in runs] == ["baseline"]
+    assert runs[0]["seeds"] == 1 and runs[0]["final"]["win_rate_vs_sft"]["mean"] == 0.55
+    assert command("baseline", {"seeds": [0]})[6:] == ["-S", "seeds=[0]"]
