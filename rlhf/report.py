@@ -404,6 +404,10 @@ def policies_markdown(df: pl.DataFrame) -> str:
     return _md_table(rows, cols)
 
 
+def _fmt_iv(iv: dict[str, float], digits: int) -> str:
+    return f"{iv['mean']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
+
+
 def ablations_markdown(runs: list[dict[str, Any]]) -> str:
     rows = []
     for a in runs:
@@ -414,8 +418,9 @@ def ablations_markdown(runs: list[dict[str, Any]]) -> str:
                 "change": a["change"],
                 "seeds": a.get("seeds"),
                 **{
-                    k: f"{f[k]['mean']:.3f} [{f[k]['lo']:.3f}, {f[k]['hi']:.3f}]"
+                    k: _fmt_iv(f[k], 1 if k == "mean_length_words" else 3)
                     for k, _ in METRICS
+                    if k in f  # runs collected before a metric existed lack it
                 },
             }
         )
