@@ -100,10 +100,12 @@ def test_report_renders_every_section_with_its_figures(project):
 def test_dvc_plots_render_from_the_report_series(project, tmp_path):
     r = run_dvc(project, "plots", "show", "--json")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert any("policies.csv" in k for k in out), list(out)
-    assert any("length_reward_corr" in k for k in out), list(out)
-    assert any(k.endswith(".png") for k in out), list(out)
+    out = json.loads(r.stdout)["data"]
+    # Each CSV series renders to a Vega-Lite spec; each figure is listed as an image.
+    for series in ("reports/plots/policies.csv", "reports/plots/length_reward_corr.csv"):
+        assert out[series] and "content" in out[series][0], (series, list(out))
+    pngs = [k for k in out if k.endswith(".png")]
+    assert len(pngs) == 5 and all("url" in out[k][0] for k in pngs), list(out)
 
 
 def test_sql_over_the_run(project):
