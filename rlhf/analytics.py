@@ -196,6 +196,7 @@ SELECT iteration, seed, prompt_id,
        CASE WHEN isnan(r_rm) THEN NULL ELSE r_rm END AS r_rm,
        CASE WHEN isnan(r_gold) THEN NULL ELSE r_gold END AS r_gold
 FROM c
+ORDER BY iteration, seed, prompt_id
 """
 
 

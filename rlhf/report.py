@@ -190,10 +190,19 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
     if have_loop and corr.height:
         for k in ("rm", "gold"):
             # Mean r per (seed x prompt) cell; interval over seeds and prompts as elsewhere.
+            # Sorted throughout: the bootstrap draws rows by position, so row order must not
+            # depend on hash-based grouping (it did: the interval moved in the third decimal).
             cells = (
-                corr.drop_nulls(f"r_{k}").group_by("seed", "prompt_id").agg(pl.col(f"r_{k}").mean())
+                corr.drop_nulls(f"r_{k}")
+                .sort("seed", "prompt_id", "iteration")
+                .group_by("seed", "prompt_id", maintain_order=True)
+                .agg(pl.col(f"r_{k}").mean())
             )
-            grid = cells.pivot(on="seed", index="prompt_id", values=f"r_{k}").drop("prompt_id")
+            grid = (
+                cells.pivot(on="seed", index="prompt_id", values=f"r_{k}", sort_columns=True)
+                .sort("prompt_id")
+                .drop("prompt_id")
+            )
             grid = grid.drop_nulls()
             corr_summary[k] = (
                 bootstrap_mean(grid.to_numpy().T, cfg.bootstrap, cfg.confidence, cfg.seed)
