@@ -53,18 +53,11 @@ def _score(v: Any) -> float | None:
     return f if f == f else None
 
 
-def _rated_pair(
-    i: int,
-    row: Row,
-    prompt: list[dict],
-    chosen: str,
-    rejected: str,
-    cs: Any,
-    rs: Any,
-    fields: tuple[str, str],
-    flt: SourceFilter,
-) -> Candidate | Drop:
-    """A labelled pair whose labels must agree with its ratings and clear the margin."""
+def _check_ratings(
+    i: int, row: Row, cs: Any, rs: Any, fields: tuple[str, str], flt: SourceFilter
+) -> Drop | tuple[float, float]:
+    """(chosen, rejected) ratings if they are numbers that agree with the label and clear the
+    margin, else the reason to quarantine the row."""
     c, r = _score(cs), _score(rs)
     if c is None or r is None:
         bad = fields[0] if c is None else fields[1]
@@ -77,7 +70,25 @@ def _rated_pair(
         )
     if c - r < max(flt.min_margin, 1e-9):
         return Drop(i, "below_min_margin", fields[0], f"rating gap {c - r} < {flt.min_margin}", row)
-    return Candidate(i, prompt + [_assistant(chosen)], prompt + [_assistant(rejected)], c, r)
+    return c, r
+
+
+def _rated_pair(
+    i: int,
+    row: Row,
+    prompt: list[dict],
+    chosen: str,
+    rejected: str,
+    cs: Any,
+    rs: Any,
+    fields: tuple[str, str],
+    flt: SourceFilter,
+) -> Candidate | Drop:
+    """A labelled single-answer pair whose labels must agree with its ratings."""
+    checked = _check_ratings(i, row, cs, rs, fields, flt)
+    if isinstance(checked, Drop):
+        return checked
+    return Candidate(i, prompt + [_assistant(chosen)], prompt + [_assistant(rejected)], *checked)
 
 
 # --- CodeUltraFeedback (coseus/CodeUltraFeedback) ---------------------------------------------
@@ -216,6 +227,22 @@ def adapt_orca_dpo(
         )
 
 
+def _messages(v: Any) -> list[dict] | None:
+    if not isinstance(v, list):
+        return None
+    return [{"role": m.get("role"), "content": m.get("content")} for m in v if isinstance(m, dict)]
+
+
+def _pair_messages(
+    i: int, row: Row, chosen: Any, rejected: Any, detail: str
+) -> Drop | tuple[list[dict], list[dict]]:
+    """Both sides as message lists, or a `malformed` quarantine naming the side that is not."""
+    c, r = _messages(chosen), _messages(rejected)
+    if c is None or r is None:
+        return Drop(i, "malformed", "chosen" if c is None else "rejected", detail, row)
+    return c, r
+
+
 # --- argilla/distilabel-capybara-dpo-7k-binarized (multi-turn) ----------------------------
 
 
@@ -226,35 +253,28 @@ def adapt_capybara(
         if d := _missing(row, i, ("chosen", "rejected")):
             yield d
             continue
-        chosen = [{"role": m.get("role"), "content": m.get("content")} for m in row["chosen"]]
-        rejected = [{"role": m.get("role"), "content": m.get("content")} for m in row["rejected"]]
+        msgs = _pair_messages(
+            i, row, row["chosen"], row["rejected"], "not a list of {role, content} messages"
+        )
+        if isinstance(msgs, Drop):
+            yield msgs
+            continue
+        chosen, rejected = msgs
         if row.get("rating_chosen") is None and row.get("rating_rejected") is None:
             yield Candidate(i, chosen, rejected)
             continue
-        c = _rated_pair(
+        checked = _check_ratings(
             i,
             row,
-            [],
-            "",
-            "",
             row.get("rating_chosen"),
             row.get("rating_rejected"),
             ("rating_chosen", "rating_rejected"),
             flt,
         )
-        if isinstance(c, Drop):
-            yield c
-            continue
-        yield Candidate(i, chosen, rejected, c.chosen_score, c.rejected_score)
+        yield checked if isinstance(checked, Drop) else Candidate(i, chosen, rejected, *checked)
 
 
 # --- RLHFlow standard and TRL preference formats --------------------------------------------
-
-
-def _messages(v: Any) -> list[dict] | None:
-    if not isinstance(v, list):
-        return None
-    return [{"role": m.get("role"), "content": m.get("content")} for m in v if isinstance(m, dict)]
 
 
 def adapt_rlhflow(
@@ -266,16 +286,13 @@ def adapt_rlhflow(
         if d := _missing(row, i, ("chosen", "rejected")):
             yield d
             continue
-        chosen, rejected = _messages(row["chosen"]), _messages(row["rejected"])
-        if chosen is None or rejected is None:
-            yield Drop(
-                i,
-                "malformed",
-                "chosen" if chosen is None else "rejected",
-                "not a list of {role, content} messages",
-                row,
-            )
+        msgs = _pair_messages(
+            i, row, row["chosen"], row["rejected"], "not a list of {role, content} messages"
+        )
+        if isinstance(msgs, Drop):
+            yield msgs
             continue
+        chosen, rejected = msgs
         cs, rs = _score(row.get("chosen_score")), _score(row.get("rejected_score"))
         if cs is not None and rs is not None and cs < rs:
             yield Drop(
@@ -312,16 +329,13 @@ def adapt_trl(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterato
             p = [_user(prompt)]
             yield Candidate(i, p + [_assistant(chosen)], p + [_assistant(rejected)])
             continue
-        c, r = _messages(chosen), _messages(rejected)
-        if c is None or r is None:
-            yield Drop(
-                i,
-                "malformed",
-                "chosen" if c is None else "rejected",
-                "expected both strings or both message lists",
-                row,
-            )
+        msgs = _pair_messages(
+            i, row, chosen, rejected, "expected both strings or both message lists"
+        )
+        if isinstance(msgs, Drop):
+            yield msgs
             continue
+        c, r = msgs
         if prompt is not None:
             p = _messages(prompt)
             if p is None:

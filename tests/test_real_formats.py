@@ -207,12 +207,14 @@ def test_capybara_multi_turn_conversations():
 
     bad_prefix = row("4", "5")
     bad_prefix["rejected"] = [{"content": "yo", "role": "user"}] + bad_prefix["rejected"][1:]
-    rows = [row("4", "5"), row("4", "5", rc=2, rr=4), bad_prefix]
+    not_messages = {**row("4", "5"), "chosen": "4"}  # a string where a conversation belongs
+    rows = [row("4", "5"), row("4", "5", rc=2, rr=4), bad_prefix, not_messages]
     res = convert_rows("capybara", rows)
     assert len(res.pairs) == 1 and len(res.pairs[0]["chosen"]) == 4
     assert reasons(res) == [
         (1, "label_contradicts_scores", "rating_chosen"),
         (2, "prefix_mismatch", "rejected"),
+        (3, "malformed", "chosen"),
     ]
 
 
