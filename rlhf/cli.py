@@ -88,7 +88,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     import dataclasses
 
+    import pyarrow.parquet as pq
+
     from rlhf.formats import FORMATS, convert_rows, load_rows, to_output
+    from rlhf.io import atomic_path
     from rlhf.schemas import write_table
 
     fmt = FORMATS[args.fmt]
@@ -114,12 +117,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out, lost = to_output(prefs, args.to)
     if args.to == "standard":
         write_table("preferences", out, args.output)
-    else:
-        from rlhf.io import atomic_path
-
+    else:  # the other formats have no schema of ours to validate against
         with atomic_path(args.output) as tmp:
-            import pyarrow.parquet as pq
-
             pq.write_table(out, tmp)
     quarantine = Path(args.quarantine or Path(args.output).with_suffix(".quarantine.parquet"))
     write_table("quarantine", pa_table(res.quarantine, "quarantine"), quarantine)

@@ -277,7 +277,7 @@ def fig_policies(data: ReportData, out: Path) -> Path:
 
 def fig_trajectories(data: ReportData, params: Params, out: Path) -> Path:
     plt = _plt()
-    order = ["sft", *[p for p in params.iterations]]
+    order = ["sft", *params.iterations]
     ps = data.per_seed.filter(pl.col("policy").is_in(order))
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for ax, key, label in zip(

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from rlhf.config import RMEvalConfig
 from rlhf.scoring import RewardScorer
+from rlhf.stats import pearson_r
 from rlhf.world.judge import judge
 from rlhf.world.writer import write
 
@@ -72,9 +73,6 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
 
 def _mean_corr(x: np.ndarray, y: np.ndarray, k: int) -> float:
     """Mean over prompts of the Pearson correlation within each prompt's k samples."""
-    cs = []
-    for i in range(0, len(x), k):
-        a, b = x[i : i + k], y[i : i + k]
-        if a.std() > 0 and b.std() > 0:
-            cs.append(float(np.corrcoef(a, b)[0, 1]))
+    rs = [pearson_r(x[i : i + k], y[i : i + k]) for i in range(0, len(x), k)]
+    cs = [r for r in rs if r == r]  # a prompt with constant length or reward has no r (NaN)
     return round(float(np.mean(cs)), 4) if cs else float("nan")

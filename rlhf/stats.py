@@ -24,9 +24,6 @@ class Interval:
     def as_dict(self, digits: int = 4) -> dict[str, float]:
         return {k: round(float(v), digits) for k, v in vars(self).items()}
 
-    def overlaps(self, other: Interval) -> bool:
-        return self.lo <= other.hi and other.lo <= self.hi
-
 
 def _counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
     """How often each of n units is drawn, in each of b resamples of size n: shape (b, n)."""

@@ -112,3 +112,34 @@ def small_params():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     deep_update(params, {"world": SMALL_WORLD, "prompts": SMALL_PROMPTS})
     return parse_params(params)
+
+
+def scored_rows(iteration, groups, prompt, seed=0):
+    """Rows of the `scored` table for hand-built tests. groups: prompt_id -> [(response, reward)]."""
+    return [
+        {
+            "iteration": iteration,
+            "seed": seed,
+            "prompt_id": pid,
+            "sample_idx": k,
+            "prompt": prompt,
+            "response": text,
+            "n_tokens": len(text.split()),
+            "finish_reason": "stop",
+            "policy": "p",
+            "backend": "hf",
+            "sampling_seed": 0,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 0,
+            "max_new_tokens": 8,
+            "stop": "<|im_end|>",
+            "reward": reward,
+            "length": len(text),
+            "length_unit": "chars",
+            "length_penalty": 0.0,
+            "penalized_reward": reward,
+        }
+        for pid, samples in groups.items()
+        for k, (text, reward) in enumerate(samples)
+    ]

@@ -79,40 +79,13 @@ from rlhf.analytics import (  # noqa: E402
 )
 from rlhf.schemas import PAIRS, SCORED, SCORED_GOLD  # noqa: E402
 
+from .conftest import scored_rows  # noqa: E402
+
 PROMPT = [{"role": "user", "content": "what color is the fox?"}]
 
 
 def _scored_rows(iteration, groups, seed=0):
-    """groups: prompt_id -> list of (response, reward)."""
-    rows = []
-    for pid, samples in groups.items():
-        for k, (text, reward) in enumerate(samples):
-            rows.append(
-                {
-                    "iteration": iteration,
-                    "seed": seed,
-                    "prompt_id": pid,
-                    "sample_idx": k,
-                    "prompt": PROMPT,
-                    "response": text,
-                    "n_tokens": 1,
-                    "finish_reason": "stop",
-                    "policy": "p",
-                    "backend": "hf",
-                    "sampling_seed": 0,
-                    "temperature": 1.0,
-                    "top_p": 1.0,
-                    "top_k": 0,
-                    "max_new_tokens": 8,
-                    "stop": "<|im_end|>",
-                    "reward": reward,
-                    "length": len(text),
-                    "length_unit": "chars",
-                    "length_penalty": 0.0,
-                    "penalized_reward": reward,
-                }
-            )
-    return rows
+    return scored_rows(iteration, groups, PROMPT, seed)
 
 
 def _pair(iteration, pid, chosen, rejected, cr, rr, seed=0):

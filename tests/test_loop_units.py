@@ -11,38 +11,13 @@ from rlhf.rm_eval import _mean_corr
 from rlhf.schemas import SCORED, validate
 from rlhf.stats import length_controlled_win_rate
 
+from .conftest import scored_rows
+
 PROMPT = [{"role": "user", "content": "what is 2 plus 2?"}]
 
 
 def scored(groups, seed=0):
-    rows = []
-    for pid, samples in groups.items():
-        for k, (text, reward) in enumerate(samples):
-            rows.append(
-                {
-                    "iteration": "iter_1",
-                    "seed": seed,
-                    "prompt_id": pid,
-                    "sample_idx": k,
-                    "prompt": PROMPT,
-                    "response": text,
-                    "n_tokens": 3,
-                    "finish_reason": "stop",
-                    "policy": "p",
-                    "backend": "hf",
-                    "sampling_seed": 0,
-                    "temperature": 1.0,
-                    "top_p": 1.0,
-                    "top_k": 0,
-                    "max_new_tokens": 8,
-                    "stop": "<|im_end|>",
-                    "reward": reward,
-                    "length": len(text),
-                    "length_unit": "chars",
-                    "length_penalty": 0.0,
-                    "penalized_reward": reward,
-                }
-            )
+    rows = scored_rows("iter_1", groups, PROMPT, seed)
     return validate("scored", pa.Table.from_pylist(rows, schema=SCORED), "test")
 
 

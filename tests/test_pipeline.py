@@ -108,40 +108,25 @@ def test_dvc_plots_render_from_the_report_series(project, tmp_path):
     assert len(pngs) == 5 and all("url" in out[k][0] for k in pngs), list(out)
 
 
+def rlhf_sql_csv(project, query):
+    r = subprocess.run(
+        [sys.executable, "-m", "rlhf.cli", "sql", "--format", "csv", query],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_sql_over_the_run(project):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlhf.cli",
-            "sql",
-            "--format",
-            "csv",
-            "SELECT seed, count(*) AS n FROM pairs GROUP BY 1 ORDER BY 1",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
+    out = rlhf_sql_csv(project, "SELECT seed, count(*) AS n FROM pairs GROUP BY 1 ORDER BY 1")
+    lines = out.strip().splitlines()
     assert lines[0] == "seed,n" and [int(x.split(",")[0]) for x in lines[1:]] == SMALL_LOOP["seeds"]
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlhf.cli",
-            "sql",
-            "--format",
-            "csv",
-            "SELECT policy, win_rate_vs_sft.mean AS w FROM metrics ORDER BY policy",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
+    out = rlhf_sql_csv(
+        project, "SELECT policy, win_rate_vs_sft.mean AS w FROM metrics ORDER BY policy"
     )
-    assert r.returncode == 0, r.stderr
-    assert "sft,0.5" in r.stdout
+    assert "sft,0.5" in out
 
 
 def test_every_sql_query_in_the_readme_runs_on_the_run(project):

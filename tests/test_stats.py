@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from rlhf.stats import (
-    Interval,
     bootstrap_lc_win_rate,
     bootstrap_mean,
     length_controlled_win_rate,
@@ -49,11 +48,6 @@ def test_bootstrap_rejects_holes_and_empty_input():
         bootstrap_mean(np.array([[0.1, np.nan]]))
     with pytest.raises(ValueError, match="non-empty"):
         bootstrap_mean(np.zeros((0, 3)))
-
-
-def test_overlap():
-    assert Interval(0.5, 0.4, 0.6).overlaps(Interval(0.65, 0.55, 0.7))
-    assert not Interval(0.5, 0.4, 0.5).overlaps(Interval(0.65, 0.55, 0.7))
 
 
 def test_lc_bootstrap_recovers_a_pure_length_effect():
