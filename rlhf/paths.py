@@ -25,6 +25,10 @@ QUARANTINE = MIX_DIR / "quarantine.parquet"
 
 PROMPTS_DIR = Path("data/prompts")
 PROMPTS = PROMPTS_DIR / "prompts.parquet"
+PROMPTS_QUARANTINE = PROMPTS_DIR / "quarantine.parquet"  # unusable rows of external sources
+EXTERNAL_DIR = Path(
+    "data/external"
+)  # users' real datasets; the mix and prompts stages depend on it
 
 REPORTS_DIR = Path("reports")
 MIX_FILTER_REPORT = REPORTS_DIR / "mix" / "filter_report.json"

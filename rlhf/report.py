@@ -149,6 +149,17 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 f"gold {gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}]",
             )
         )
+    if params.evaluate.judge != "gold":
+        # Every claim above is about ground truth; the RM judging its own policies is not it.
+        return [
+            Claim(
+                c.text,
+                None,
+                "not measured: evaluate.judge is the reward model (real prompts have no gold "
+                "judge); run an external benchmark on the saved policies",
+            )
+            for c in claims
+        ]
     lp = [a for a in data.ablations if a.get("ablation") == "length_penalty"]
     base = [a for a in data.ablations if a.get("ablation") == "baseline"]
     if lp and base:
@@ -452,10 +463,16 @@ def build_sections(
         )
     )
     if data.policies.height:
+        judged_by = (
+            "Gold-judge metrics"
+            if params.evaluate.judge == "gold"
+            else "**Reward-model proxy** metrics (evaluate.judge=reward_model: the 'gold' columns "
+            "are the trained RM's scores, not ground truth)"
+        )
         s.append(
             (
                 "Policies: gold reward and win-rate against SFT",
-                "Gold-judge metrics on the held-out eval prompts; intervals are 95% two-level "
+                f"{judged_by} on the held-out eval prompts; intervals are 95% two-level "
                 "bootstrap intervals (seeds, then prompts). SFT's win-rate against itself is 0.5 by "
                 "construction.\n\n" + policies_markdown(data.policies),
                 "policies",
@@ -502,7 +519,7 @@ def build_sections(
             f"{gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}]."
         )
         s.append(("Length bias of the reward model", body, "length_corr"))
-    if data.rm_eval:
+    if data.rm_eval and "accuracy" in data.rm_eval:
         rm = data.rm_eval
         rows = [{"section": k, "accuracy": v} for k, v in sorted(rm["accuracy_by_section"].items())]
         rows.append({"section": "all", "accuracy": rm["accuracy"]})
@@ -664,9 +681,11 @@ def _write_csv(df: pl.DataFrame, path: Path) -> None:
 def build_report(params: Params, root: Path = Path(".")) -> ReportData:
     """Score generations with the gold judge, then write the figures, plots and documents."""
     scored_files = sorted(root.glob(paths.GLOBS["scored"]))
-    if scored_files:
+    if scored_files and params.evaluate.judge == "gold":
         scored = pa.concat_tables([read_table("scored", f) for f in scored_files])
         write_table("scored_gold", score_gold(scored), root / paths.SCORED_GOLD)
+    elif scored_files:  # no gold judge for real prompts: an empty table, not a stale one
+        write_table("scored_gold", SCORED_GOLD.empty_table(), root / paths.SCORED_GOLD)
     data = collect(params, root)
     fig_dir = root / paths.FIGURES_DIR
     figs: dict[str, Path] = {}

@@ -146,9 +146,13 @@ EVALUATIONS = pa.schema(
         _f("response", pa.string()),
         _f("n_words", pa.int64()),
         _f("gold", pa.float64()),
-        _f("correctness", pa.float64()),
+        _f("correctness", pa.float64(), nullable=True),
     ],
-    metadata={"doc": "A policy's responses to the eval prompts with their gold-judge scores."},
+    metadata={
+        "doc": "A policy's responses to the eval prompts with their judge's scores: the gold "
+        "judge's (correctness set), or the reward model's under evaluate.judge=reward_model "
+        "(correctness null)."
+    },
 )
 
 SCORED_GOLD = pa.schema(

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from rlhf.config import ScoreConfig
-from rlhf.models import load_reward_model, load_tokenizer
+from rlhf.models import load_reward_model, load_tokenizer, with_bos
 from rlhf.schemas import SCORED
 
 
@@ -24,9 +24,10 @@ class RewardScorer:
         self.batch_size = batch_size
 
     def render(self, prompt: list[dict], response: str) -> str:
-        return self.tok.apply_chat_template(
+        text = self.tok.apply_chat_template(
             prompt + [{"role": "assistant", "content": response}], tokenize=False
         )
+        return with_bos(self.tok, text)
 
     @torch.inference_mode()
     def score(
@@ -35,7 +36,7 @@ class RewardScorer:
         texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
         out = []
         for i in tqdm(range(0, len(texts), self.batch_size), desc=desc, unit="batch"):
-            # The template already holds every special token: add none (no doubled BOS).
+            # render() wrote every special token (BOS included): add none, so none is doubled.
             enc = self.tok(
                 texts[i : i + self.batch_size],
                 return_tensors="pt",

@@ -3,6 +3,7 @@ reward model (RewardTrainer) and DPO (DPOTrainer). No hand-written training loop
 
 from __future__ import annotations
 
+import re
 import tempfile
 from typing import Any
 
@@ -48,11 +49,29 @@ def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int):
     return trainer.model, _summary(result)
 
 
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
 def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, seed: int):
-    """Supervised fine-tuning on chat conversations, loss on assistant tokens only."""
-    ds = datasets.Dataset.from_dict({"messages": conversations})
+    """Supervised fine-tuning on chat conversations, loss on assistant tokens only.
+
+    With a chat template that marks assistant turns (`{% generation %}`) every assistant turn
+    is learned; with any other template (most real checkpoints) the conversation becomes a
+    prompt/completion pair and the last assistant turn is learned, which needs no markers.
+    """
+    if _GENERATION_TAG.search(tokenizer.chat_template or ""):
+        ds = datasets.Dataset.from_dict({"messages": conversations})
+        kind = dict(assistant_only_loss=True)
+    else:
+        ds = datasets.Dataset.from_dict(
+            {
+                "prompt": [c[:-1] for c in conversations],
+                "completion": [c[-1:] for c in conversations],
+            }
+        )
+        kind = dict(completion_only_loss=True)
     with tempfile.TemporaryDirectory() as out:
-        args = SFTConfig(**_common_args(cfg, out, seed), assistant_only_loss=True, packing=False)
+        args = SFTConfig(**_common_args(cfg, out, seed), **kind, packing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
         result = trainer.train()
     return trainer.model, _summary(result)

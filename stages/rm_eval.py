@@ -15,10 +15,17 @@ def main() -> None:
     p.add_argument("--prompts", default=str(paths.PROMPTS))
     p.add_argument("--out", default=str(paths.REPORTS_DIR / "rm_eval.json"))
     args = p.parse_args()
-    cfg = params_or_exit(args.params).rm_eval
+    params = params_or_exit(args.params)
     prompts = read_split(args.prompts, "eval")
-    with Timer("rm_eval"):
-        metrics = rm_eval(cfg, args.rm, prompts)
+    if params.evaluate.judge != "gold":
+        metrics = {
+            "status": "not measured",
+            "why": "evaluate.judge is the reward model: real prompts have no gold judge to "
+            "label held-out pairs (use a labelled benchmark such as RewardBench)",
+        }
+    else:
+        with Timer("rm_eval"):
+            metrics = rm_eval(params.rm_eval, args.rm, prompts)
     write_json(args.out, metrics)
     print(metrics)
 

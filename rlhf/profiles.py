@@ -1,0 +1,120 @@
+"""Profiles: named settings of the one pipeline, switched with one command.
+
+``profiles/embedded.yaml`` is the embedded default in full (the synthetic world, a tiny model
+trained from scratch). Every other ``profiles/<name>.yaml`` is an overlay on it::
+
+    description: one line shown by `rlhf profile list`
+    setup: shell command(s) the profile needs first (printed by `rlhf profile use`)
+    replace: [iterations]        # keys replaced wholesale instead of merged
+    params: {...}                # merged into the embedded default, mapping by mapping
+
+``rlhf profile use <name>`` validates the result and writes it to params.yaml (atomically,
+comments kept); ``dvc repro`` then runs that profile. params.yaml stays the single source of
+truth: a profile is only a way to write it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from rlhf.config import ConfigError, parse_params
+from rlhf.io import write_text
+
+PROFILES_DIR = Path("profiles")
+EMBEDDED = "embedded"
+_HEADER = "# profile: {name} (written by `rlhf profile use {name}`: profiles/embedded.yaml + profiles/{name}.yaml)\n"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    setup: str
+    replace: tuple[str, ...]
+    overlay: dict[str, Any]
+
+
+def _yaml() -> YAML:
+    y = YAML()  # round-trip: keeps comments and key order
+    y.width = 100
+    y.preserve_quotes = True
+    return y
+
+
+def names(root: Path = Path(".")) -> list[str]:
+    return sorted(p.stem for p in (root / PROFILES_DIR).glob("*.yaml"))
+
+
+def load(name: str, root: Path = Path(".")) -> Profile:
+    path = root / PROFILES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown profile {name!r}; known: {', '.join(names(root))}")
+    if name == EMBEDDED:
+        return Profile(name, "the embedded synthetic world (default)", "", (), {})
+    raw = _yaml().load(path.read_text()) or {}
+    unknown = set(raw) - {"description", "setup", "replace", "params"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    if not isinstance(raw.get("params", {}), dict):
+        raise ConfigError(f"{path}: params: must be a mapping")
+    return Profile(
+        name,
+        str(raw.get("description", "")).strip(),
+        str(raw.get("setup", "")).strip(),
+        tuple(raw.get("replace", []) or []),
+        raw.get("params", {}) or {},
+    )
+
+
+def _merge(base: CommentedMap, over: dict[str, Any], replace: tuple[str, ...], prefix: str):
+    for key, value in over.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and path not in replace:
+            _merge(base[key], value, replace, path)
+        else:
+            base[key] = value
+
+
+def render(name: str, root: Path = Path(".")) -> str:
+    """params.yaml text for profile `name`, validated against rlhf.config."""
+    base_text = (root / PROFILES_DIR / f"{EMBEDDED}.yaml").read_text()
+    prof = load(name, root)
+    if name == EMBEDDED:
+        text = base_text
+    else:
+        y = _yaml()
+        data = y.load(base_text)
+        _merge(data, prof.overlay, prof.replace, "")
+        buf = io.StringIO()
+        y.dump(data, buf)
+        text = _HEADER.format(name=name) + buf.getvalue()
+    try:
+        parse_params(_yaml().load(text))
+    except ConfigError as e:
+        raise ConfigError(f"profile {name}: {e}") from None
+    return text
+
+
+def use(name: str, root: Path = Path(".")) -> Profile:
+    """Write profile `name` to params.yaml."""
+    text = render(name, root)
+    write_text(root / "params.yaml", text)
+    return load(name, root)
+
+
+def current(root: Path = Path(".")) -> str | None:
+    """The profile params.yaml was written from, or None if it has been edited since."""
+    text = (root / "params.yaml").read_text()
+    for n in names(root):
+        try:
+            if render(n, root) == text:
+                return n
+        except ConfigError:
+            continue
+    return None
