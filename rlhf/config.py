@@ -329,6 +329,8 @@ class OfflineDPOConfig:
 class EvaluateConfig:
     """Evaluation on the held-out eval prompts."""
 
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend for the evaluated responses (as generate.backend)."""
     judge: Literal["gold", "reward_model"] = "gold"
     """Who scores responses: the world's gold judge (world prompts only), or the trained reward
     model as a proxy for real prompts (not independent of training: report it as such)."""
@@ -358,6 +360,15 @@ class ReportConfig:
     """Seed of the bootstrap resampling."""
     ablations: str = "reports/ablations.json"
     """Collected ablation results (written by `rlhf ablations collect`); shown when present."""
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """How the stages are started."""
+
+    launcher: str = "python"
+    """Command that starts the training stages (sft, reward_model, dpo, offline_dpo): `python`,
+    or `accelerate launch --config_file configs/accelerate/zero3.yaml` for DeepSpeed ZeRO-3."""
 
 
 @dataclass(frozen=True)
@@ -408,6 +419,8 @@ class Params:
     """Replicate seeds of the RLHF part (iterations, offline DPO, evaluation) over one SFT and RM."""
     report: ReportConfig = field(default_factory=ReportConfig)
     """The analytics report."""
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    """How the stages are started (single process or a multi-GPU launcher)."""
 
     def __post_init__(self) -> None:
         _check_cross_section(self)

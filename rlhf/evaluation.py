@@ -33,7 +33,7 @@ def evaluate_policy(
     Every policy of a replicate is sampled with the same seed (common random numbers), so
     differences between policies are not differences of sampling luck.
     """
-    backend = make_backend("hf", policy_dir, 64)
+    backend = make_backend(cfg.backend, policy_dir, 64)
     s = Sampling(
         cfg.samples_per_prompt,
         cfg.temperature,

@@ -58,7 +58,9 @@ class HFBackend:
 
     def __init__(self, model_dir: str | Path, batch_prompts: int = 32):
         self.tok = load_tokenizer(model_dir)
-        self.model = load_policy(model_dir).eval()
+        # On a GPU when there is one (CPU otherwise): the GPU profiles' HF fallback path.
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = load_policy(model_dir).to(self.device).eval()
         self.batch_prompts = batch_prompts
         self.stop = self.tok.eos_token
         self.tok.padding_side = "left"  # decoder-only models generate from the right edge
@@ -76,7 +78,7 @@ class HFBackend:
             chunk = prompts[start : start + self.batch_prompts]
             enc = self.tok(
                 self._render(chunk), return_tensors="pt", padding=True, add_special_tokens=False
-            )
+            ).to(self.device)
             # One seed per batch: results do not depend on how many batches ran before in-process.
             torch.manual_seed(s.seed * 1_000_003 + b)
             greedy = s.temperature == 0.0

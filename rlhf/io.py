@@ -11,14 +11,27 @@ from pathlib import Path
 from typing import Any
 
 
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a multi-process launch (`accelerate launch` sets RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto `path`, else delete it.
 
     The temporary name sits in the same folder (same filesystem, so the rename is atomic)
-    and matches ``*.tmp-*``, which .gitignore hides.
+    and matches ``*.tmp-*``, which .gitignore hides. Under a multi-process launch only rank 0
+    writes: the other ranks get a scratch path outside the project that is thrown away, so
+    stage code needs no rank checks and ranks never race on one output.
     """
     path = Path(path)
+    if not is_main_process():
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     # Leftovers of an earlier writer of this same output that was killed mid-write.

@@ -204,8 +204,10 @@ def load_reward_model(path: str | Path, pad_token_id: int | None = None):
 
 def save_model(model, tokenizer, out_dir: str | Path) -> None:
     """Save a model and tokenizer atomically (temporary folder, then rename)."""
-    from rlhf.io import atomic_path
+    from rlhf.io import atomic_path, is_main_process
 
+    if not is_main_process():
+        return  # rank 0 saves (the full weights, gathered by rlhf.train under ZeRO-3)
     with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=getattr(model, "_full_state_dict", None))
         tokenizer.save_pretrained(tmp)

@@ -20,7 +20,8 @@ class RewardScorer:
     def __init__(self, rm_dir: str | Path, batch_size: int = 64):
         self.tok = load_tokenizer(rm_dir)
         self.tok.padding_side = "right"
-        self.model = load_reward_model(rm_dir, self.tok.pad_token_id).eval()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = load_reward_model(rm_dir, self.tok.pad_token_id).to(self.device).eval()
         self.batch_size = batch_size
 
     def render(self, prompt: list[dict], response: str) -> str:
@@ -42,8 +43,8 @@ class RewardScorer:
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,
-            )
-            out.append(self.model(**enc).logits[:, 0].float().numpy())
+            ).to(self.device)
+            out.append(self.model(**enc).logits[:, 0].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def n_tokens(self, responses: list[str]) -> list[int]:

@@ -46,7 +46,7 @@ def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int):
         args = SFTConfig(**_common_args(cfg, out, seed), dataset_text_field="text", packing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
         result = trainer.train()
-    return trainer.model, _summary(result)
+    return _finish(trainer), _summary(result)
 
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -74,7 +74,7 @@ def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, see
         args = SFTConfig(**_common_args(cfg, out, seed), **kind, packing=False)
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
         result = trainer.train()
-    return trainer.model, _summary(result)
+    return _finish(trainer), _summary(result)
 
 
 def reward_model(model, tokenizer, prefs: datasets.Dataset, cfg: TrainConfig, seed: int):
@@ -85,7 +85,7 @@ def reward_model(model, tokenizer, prefs: datasets.Dataset, cfg: TrainConfig, se
             model=model, args=args, train_dataset=prefs, processing_class=tokenizer
         )
         result = trainer.train()
-    return trainer.model, _summary(result)
+    return _finish(trainer), _summary(result)
 
 
 def dpo(
@@ -105,7 +105,17 @@ def dpo(
         history = [h for h in trainer.state.log_history if "loss" in h]
     summary = _summary(result)
     summary["log"] = history
-    return trainer.model, summary
+    return _finish(trainer), summary
+
+
+def _finish(trainer):
+    """The trained model, ready for models.save_model. Under DeepSpeed ZeRO-3 each rank holds
+    a shard of every parameter: the full weights are gathered here (a collective, so every
+    rank calls it) and saved by rank 0 only."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        model._full_state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed)
+    return model
 
 
 def _summary(result) -> dict[str, Any]:

