@@ -243,6 +243,15 @@ def _pair_messages(
     return c, r
 
 
+def _read_pair(i: int, row: Row) -> Drop | tuple[list[dict], list[dict]]:
+    """`chosen` / `rejected` present and both message lists, else the row's quarantine."""
+    if d := _missing(row, i, ("chosen", "rejected")):
+        return d
+    return _pair_messages(
+        i, row, row["chosen"], row["rejected"], "not a list of {role, content} messages"
+    )
+
+
 # --- argilla/distilabel-capybara-dpo-7k-binarized (multi-turn) ----------------------------
 
 
@@ -250,12 +259,7 @@ def adapt_capybara(
     rows: list[Row], flt: SourceFilter, rng: random.Random
 ) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("chosen", "rejected")):
-            yield d
-            continue
-        msgs = _pair_messages(
-            i, row, row["chosen"], row["rejected"], "not a list of {role, content} messages"
-        )
+        msgs = _read_pair(i, row)
         if isinstance(msgs, Drop):
             yield msgs
             continue
@@ -283,12 +287,7 @@ def adapt_rlhflow(
     """chosen / rejected as full message lists sharing all turns but the last, optional
     chosen_score / rejected_score (checked against the label when present)."""
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("chosen", "rejected")):
-            yield d
-            continue
-        msgs = _pair_messages(
-            i, row, row["chosen"], row["rejected"], "not a list of {role, content} messages"
-        )
+        msgs = _read_pair(i, row)
         if isinstance(msgs, Drop):
             yield msgs
             continue
