@@ -183,7 +183,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
             Claim(
                 "A length penalty makes answers shorter and raises the length-controlled win-rate",
                 None,
-                f"ablations {data.ablations_note or 'lack a length_penalty or baseline run'}",
+                f"ablations: {data.ablations_note or 'no length_penalty or baseline run'}",
             )
         )
     return claims
