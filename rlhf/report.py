@@ -196,7 +196,7 @@ def _fmt(row: dict[str, Any], key: str, digits: int = 3) -> str:
 def collect(params: Params, root: Path = Path(".")) -> ReportData:
     cfg = params.report
     con = analytics.connect()
-    views = analytics.register_views(con, root)
+    views = analytics.register_views(con, root, list(params.iterations))
     policies, per_seed = load_policies(params, root)
     have_loop = {"scored", "pairs", "gold"} <= set(views)
     corr = analytics.length_reward_correlations(con) if have_loop else pl.DataFrame()
