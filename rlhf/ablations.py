@@ -12,6 +12,7 @@ reward model and re-runs the iterations. Results are read back from the experime
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from rlhf import paths
+from rlhf.config import ConfigError, Params, parse_params, to_dict
 from rlhf.io import write_json
 
 # name -> (params changed, what it tests). The paper's defaults are the baseline.
@@ -36,6 +38,8 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "best_random": ({"pairs.selection": "max_random"}, "best vs a random other response"),
 }
 PREFIX = "abl-"
+# Presentation only: the report's own settings change no number an ablation compares.
+UNFINGERPRINTED = ("report.",)
 
 
 BASELINE = "baseline"  # the committed params, re-run only when --seeds differs from them
@@ -47,6 +51,31 @@ def command(name: str, extra: dict[str, Any] | None = None) -> list[str]:
     for k, v in changes.items():
         cmd += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
     return cmd
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def settings(params: Params) -> dict[str, Any]:
+    """Every setting that can change a result, defaults filled in, as dotted keys. Filling the
+    defaults makes a run from before a key existed compare equal on that key."""
+    return {k: v for k, v in _flatten(to_dict(params)).items() if not k.startswith(UNFINGERPRINTED)}
+
+
+def fingerprint(params: Params) -> str:
+    """A short hash of :func:`settings`: which params.yaml a collected table belongs to."""
+    text = json.dumps(settings(params), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def _git(root: Path, *args: str) -> str:
@@ -76,7 +105,7 @@ def _read_at(root: Path, rev: str, path: str) -> str | None:
 
 
 def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[str, Any] | None:
-    """Metrics of every policy at `rev` (None: the working tree)."""
+    """Metrics of every policy at `rev` (None: the working tree), with that run's params."""
 
     def read(path: str) -> str | None:
         if rev is None:
@@ -99,6 +128,7 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
     return {
         "ablation": name,
         "change": change,
+        "params": params,
         "rev": rev or "workspace",
         "seeds": len(params.get("seeds", [0])),
         "final_iteration": iters[-1],
@@ -113,28 +143,69 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
     }
 
 
+def _check_run(run: dict[str, Any], current: dict[str, Any], allowed: set[str]) -> str | None:
+    """Why a run cannot be compared with the current params.yaml, or None when it can: its
+    settings may differ only in the keys its ablation changes (and `seeds`, via --seeds)."""
+    try:
+        theirs = settings(parse_params(run["params"]))
+    except ConfigError as e:
+        return f"its params.yaml is no longer valid: {e}"
+    extra = [k for k in differing(theirs, current) if k not in allowed]
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        return f"run with other settings than params.yaml: {shown}"
+    return None
+
+
 def collect(root: Path = Path("."), out: Path | None = None) -> list[dict[str, Any]]:
+    """Read the finished experiments into reports/ablations.json. Only runs whose settings match
+    the current params.yaml except for their own change are kept; the others are listed under
+    `stale` with the keys that differ (re-run them: `rlhf ablations run NAME`)."""
     root = Path(root)
-    runs = []
+    current_params = parse_params(yaml.safe_load((root / paths.PARAMS).read_text()) or {})
+    current = settings(current_params)
+    runs, stale = [], []
     refs = experiment_refs(root)
     # A seed-matched baseline experiment (run with --seeds) beats the working tree's run, so
     # that every row of the table has the same seeds.
-    base = (
+    found = [
         _run_summary(root, refs[BASELINE], BASELINE, "params.yaml as committed, same seeds")
         if BASELINE in refs
         else _run_summary(root, None, BASELINE, "params.yaml as committed")
-    )
-    if base:
-        runs.append(base)
+    ]
     for name in ABLATIONS:
-        if name not in refs:
+        if name in refs:
+            change = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name][0].items())
+            found.append(_run_summary(root, refs[name], name, change))
+    for run in found:
+        if run is None:
             continue
-        change = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name][0].items())
-        s = _run_summary(root, refs[name], name, change)
-        if s:
-            runs.append(s)
-    write_json(out or root / paths.ABLATIONS, {"runs": runs})
+        keys = set(ABLATIONS[run["ablation"]][0]) if run["ablation"] in ABLATIONS else set()
+        why = _check_run(run, current, keys | {"seeds"})
+        del run["params"]
+        if why:
+            stale.append({"ablation": run["ablation"], "rev": run["rev"], "reason": why})
+        else:
+            runs.append(run)
+    write_json(
+        out or root / paths.ABLATIONS,
+        {"params_fingerprint": fingerprint(current_params), "runs": runs, "stale": stale},
+    )
     return runs
+
+
+def load(root: Path, params: Params, path: Path | None = None) -> tuple[list[dict], str | None]:
+    """The collected runs if they belong to `params`, else no runs and the reason."""
+    f = path or root / paths.ABLATIONS
+    if not f.exists():
+        return [], "not collected yet: run `rlhf ablations run` and then `dvc repro report`"
+    saved = json.loads(f.read_text())
+    if saved.get("params_fingerprint") != fingerprint(params):
+        return [], (
+            f"{f.name} was collected for other params than this params.yaml (a profile switch "
+            "or an edit since): re-run the ablations, then `rlhf ablations collect`"
+        )
+    return saved.get("runs", []), None
 
 
 def cmd(args: argparse.Namespace) -> int:
@@ -161,6 +232,9 @@ def cmd(args: argparse.Namespace) -> int:
         return 0
     runs = collect(Path(args.root))
     print(f"{len(runs)} runs -> {paths.ABLATIONS}")
+    stale = json.loads((Path(args.root) / paths.ABLATIONS).read_text())["stale"]
+    for s in stale:
+        print(f"left out {s['ablation']} ({s['rev']}): {s['reason']}", file=sys.stderr)
     for r in runs:
         f = r["final"]
         print(

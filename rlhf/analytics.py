@@ -6,6 +6,7 @@ results open that break later calls) and fetch with ``.fetchall()`` / ``.pl()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,29 +107,55 @@ def _parquet_views(root: Path) -> dict[str, str]:
     return views
 
 
-def register_views(con: duckdb.DuckDBPyConnection, root: str | Path = ".") -> dict[str, str]:
+# Views whose rows belong to one iteration or one evaluated policy, and the column that says which.
+_ITERATION_VIEWS = {"generations", "scored", "pairs", "train_pairs", "gold"}
+_POLICY_VIEWS = {"evaluations", "metrics"}
+
+
+def register_views(
+    con: duckdb.DuckDBPyConnection,
+    root: str | Path = ".",
+    iterations: Sequence[str] | None = None,
+) -> dict[str, str]:
     """Create one DuckDB view per pipeline output that exists under `root`; returns the views
     made and what each reads. Iteration tables are unioned over iterations (column
-    `iteration`); `metrics` holds one row per evaluated policy (intervals as structs)."""
+    `iteration`); `metrics` holds one row per evaluated policy (intervals as structs).
+
+    With `iterations` (params.yaml's), only those iterations and the policies sft, offline_dpo
+    and those iterations are read: DVC leaves the outputs of an iteration removed from
+    params.yaml (or of another profile's run) on disk, and the glob would mix them in."""
     from rlhf import paths
 
     root = Path(root)
     made: dict[str, str] = {}
+
+    def where(name: str) -> str:
+        if iterations is None:
+            return ""
+        if name in _ITERATION_VIEWS:
+            col, keep = "iteration", list(iterations)
+        elif name in _POLICY_VIEWS:
+            col, keep = "policy", ["sft", "offline_dpo", *iterations]
+        else:
+            return ""
+        return f" WHERE {col} IN ({', '.join(_sql_str(k) for k in keep) or 'NULL'})"
+
     for name, src in _parquet_views(root).items():
         if not list(root.glob(str(Path(src).relative_to(root)))):
             continue
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS "
-            f"SELECT * FROM read_parquet('{src}', union_by_name = true)"
+            f"SELECT * FROM read_parquet('{src}', union_by_name = true){where(name)}"
         )
         made[name] = src
     metrics = root / paths.REPORTS_DIR / "eval"
     if list(metrics.glob("*.json")):
         src = str(metrics / "*.json")
         con.execute(
-            "CREATE OR REPLACE VIEW metrics AS SELECT "
+            "CREATE OR REPLACE VIEW metrics AS SELECT * FROM (SELECT "
             "regexp_extract(filename, '([^/]+)\\.json$', 1) AS policy, * EXCLUDE (filename) "
-            f"FROM read_json_auto('{src}', filename = true, union_by_name = true)"
+            f"FROM read_json_auto('{src}', filename = true, union_by_name = true))"
+            f"{where('metrics')}"
         )
         made["metrics"] = src
     rm = root / paths.RM_EVAL
@@ -136,6 +163,10 @@ def register_views(con: duckdb.DuckDBPyConnection, root: str | Path = ".") -> di
         con.execute(f"CREATE OR REPLACE VIEW rm_eval AS SELECT * FROM read_json_auto('{rm}')")
         made["rm_eval"] = str(rm)
     return made
+
+
+def _sql_str(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
 
 
 PAIR_STATS_SQL = """

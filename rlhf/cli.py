@@ -41,7 +41,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from rlhf import analytics
 
     con = analytics.connect()
-    views = analytics.register_views(con, args.root)
+    iterations = None
+    params_file = Path(args.root) / "params.yaml"
+    if not args.all_iterations and params_file.exists():
+        from rlhf.config import load_params
+
+        iterations = list(load_params(params_file).iterations)
+    views = analytics.register_views(con, args.root, iterations)
     if not views:
         print(
             f"no pipeline outputs under {Path(args.root).resolve()}; run `dvc repro` first",
@@ -207,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     q.add_argument("--max-rows", type=int, default=50, help="rows shown in table formats")
     q.add_argument("--tables", action="store_true", help="list the views and their files")
+    q.add_argument(
+        "--all-iterations",
+        action="store_true",
+        help="also read outputs of iterations params.yaml no longer names (left on disk by DVC)",
+    )
     q.set_defaults(func=cmd_sql)
 
     from rlhf import ablations

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from rlhf import ablations as ablations_lib
 from rlhf import analytics, paths
 from rlhf.config import Params
 from rlhf.io import atomic_path, write_text
@@ -77,6 +78,8 @@ class ReportData:
     table1: list[dict[str, Any]]
     ablations: list[dict[str, Any]]
     claims: list[Claim] = field(default_factory=list)
+    ablations_note: str | None = None
+    """Why no ablations are shown (not collected, or collected for other params)."""
     length_unit: str = "chars"
 
 
@@ -180,7 +183,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
             Claim(
                 "A length penalty makes answers shorter and raises the length-controlled win-rate",
                 None,
-                "ablations not collected (see the Ablations section)",
+                f"ablations: {data.ablations_note or 'no length_penalty or baseline run'}",
             )
         )
     return claims
@@ -193,7 +196,7 @@ def _fmt(row: dict[str, Any], key: str, digits: int = 3) -> str:
 def collect(params: Params, root: Path = Path(".")) -> ReportData:
     cfg = params.report
     con = analytics.connect()
-    views = analytics.register_views(con, root)
+    views = analytics.register_views(con, root, list(params.iterations))
     policies, per_seed = load_policies(params, root)
     have_loop = {"scored", "pairs", "gold"} <= set(views)
     corr = analytics.length_reward_correlations(con) if have_loop else pl.DataFrame()
@@ -221,7 +224,7 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
                 else Interval(float("nan"), float("nan"), float("nan"))
             )
     rm_file = root / paths.RM_EVAL
-    abl_file = root / cfg.ablations
+    abl_runs, abl_note = ablations_lib.load(root, params, root / cfg.ablations)
     data = ReportData(
         policies=policies,
         per_seed=per_seed,
@@ -234,7 +237,8 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
         corr_summary=corr_summary,
         rm_eval=json.loads(rm_file.read_text()) if rm_file.exists() else None,
         table1=analytics.table1_stats(views["preferences"], con) if "preferences" in views else [],
-        ablations=json.loads(abl_file.read_text()).get("runs", []) if abl_file.exists() else [],
+        ablations=abl_runs,
+        ablations_note=abl_note,
         length_unit=params.score.length_unit,
     )
     data.claims = check_claims(data, params)
@@ -561,7 +565,7 @@ def build_sections(
         s.append(
             (
                 "Ablations",
-                "Not collected yet: run `rlhf ablations run` and then `dvc repro report`.",
+                f"Not shown: {data.ablations_note}.",
                 None,
             )
         )

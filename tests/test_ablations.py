@@ -1,11 +1,30 @@
 """Ablations: the exact dvc commands, and collection of finished experiments from git refs."""
 
+import copy
 import json
 import subprocess
+from pathlib import Path
 
 import yaml
 
-from rlhf.ablations import ABLATIONS, collect, command
+from rlhf.ablations import ABLATIONS, collect, command, fingerprint, load
+from rlhf.config import parse_params
+
+REPO_PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+
+
+def _params(**changes):
+    """The committed params.yaml with dotted-key changes."""
+    p = copy.deepcopy(REPO_PARAMS)
+    p["iterations"] = {"iter_1": p["iterations"]["iter_1"]}  # the runs below write iter_1 only
+    for key, value in changes.items():
+        *head, last = key.split(".")
+        d = p
+        for h in head:
+            d = d.setdefault(h, {})
+        d[last] = value
+    return p
+
 
 ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -55,8 +74,8 @@ def _commit(root, params, final_wr, length):
 
 def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
-    params = {"iterations": {"iter_1": {}}, "seeds": [0, 1]}
-    exp = _commit(tmp_path, {**params, "score": {"length_penalty": 0.001}}, 0.61, 9.0)
+    params = _params(seeds=[0, 1])
+    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.001}), 0.61, 9.0)
     # DVC keeps each experiment as a commit under refs/exps/<baseline>/<name>.
     subprocess.run(
         ["git", "update-ref", "refs/exps/ab/cdef/abl-length_penalty", exp],
@@ -74,11 +93,12 @@ def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     assert runs["length_penalty"]["seeds"] == 2
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
     assert [r["ablation"] for r in saved["runs"]] == ["baseline", "length_penalty"]
+    assert saved["stale"] == []
 
 
 def test_a_seed_matched_baseline_experiment_replaces_the_working_tree(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
-    params = {"iterations": {"iter_1": {}}, "seeds": [0]}
+    params = _params(seeds=[0])
     exp = _commit(tmp_path, params, 0.55, 11.0)
     subprocess.run(
         ["git", "update-ref", "refs/exps/ab/cdef/abl-baseline", exp],
@@ -86,8 +106,61 @@ def test_a_seed_matched_baseline_experiment_replaces_the_working_tree(tmp_path):
         check=True,
         env=ENV,
     )
-    _commit(tmp_path, {**params, "seeds": [0, 1, 2]}, 0.58, 12.0)
+    _commit(tmp_path, _params(seeds=[0, 1, 2]), 0.58, 12.0)
     runs = collect(tmp_path)
     assert [r["ablation"] for r in runs] == ["baseline"]
     assert runs[0]["seeds"] == 1 and runs[0]["final"]["win_rate_vs_sft"]["mean"] == 0.55
     assert command("baseline", {"seeds": [0]})[6:] == ["-S", "seeds=[0]"]
+
+
+def _exp(root, name, params, wr=0.6, length=10.0):
+    rev = _commit(root, params, wr, length)
+    subprocess.run(
+        ["git", "update-ref", f"refs/exps/ab/cdef/abl-{name}", rev], cwd=root, check=True, env=ENV
+    )
+
+
+def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
+    # n_2 was run before the SFT lr was changed: comparing it would mix two experiments.
+    _exp(tmp_path, "n_2", _params(**{"generate.n": 2, "sft.train.lr": 3e-3}))
+    _exp(tmp_path, "length_penalty", _params(**{"score.length_penalty": 0.001}))
+    # A run from before a setting existed compares equal on it: the default fills it in.
+    old = _params(**{"pairs.selection": "max_random"})
+    del old["evaluate"]["judge"]
+    _exp(tmp_path, "best_random", old)
+    _commit(tmp_path, _params(), 0.58, 12.0)
+    runs = [r["ablation"] for r in collect(tmp_path)]
+    assert runs == ["baseline", "length_penalty", "best_random"]
+    saved = json.loads((tmp_path / "reports/ablations.json").read_text())
+    assert saved["stale"] == [
+        {
+            "ablation": "n_2",
+            "rev": "refs/exps/ab/cdef/abl-n_2",
+            "reason": "run with other settings than params.yaml: sft.train.lr",
+        }
+    ]
+
+
+def test_the_report_uses_ablations_only_for_the_params_they_were_collected_for(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
+    _commit(tmp_path, _params(), 0.58, 12.0)
+    collect(tmp_path)
+    here = parse_params(_params())
+    runs, note = load(tmp_path, here)
+    assert [r["ablation"] for r in runs] == ["baseline"] and note is None
+    # Only the report's own settings may differ.
+    assert fingerprint(parse_params(_params(**{"report.bootstrap": 500}))) == fingerprint(here)
+    # Another profile (here: another generation length) must not reuse them.
+    other = parse_params(_params(**{"generate.max_new_tokens": 7}))
+    runs, note = load(tmp_path, other)
+    assert runs == [] and "collected for other params" in note
+    # A file from before fingerprints existed is not trusted either.
+    f = tmp_path / "reports/ablations.json"
+    f.write_text(json.dumps({"runs": json.loads(f.read_text())["runs"]}))
+    assert load(tmp_path, here)[0] == []
+    f.unlink()
+    assert load(tmp_path, here) == (
+        [],
+        "not collected yet: run `rlhf ablations run` and then `dvc repro report`",
+    )

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
+import yaml
 
 from rlhf.analytics import connect, table1_markdown, table1_stats
 from rlhf.schemas import write_table
@@ -159,6 +162,33 @@ def test_views_union_iterations_and_skip_missing_tables(loop_project):
     assert "preferences" not in views  # no such file: no view, no error
     n = con.sql("SELECT iteration, count(*) FROM scored GROUP BY 1 ORDER BY 1").fetchall()
     assert n == [("iter_1", 6), ("iter_2", 4)]
+
+
+def test_views_leave_out_iterations_that_params_no_longer_names(loop_project, capsys):
+    # A profile with one iteration, run where a two-iteration run left iter_2 on disk.
+    (loop_project / "reports/eval").mkdir(parents=True)
+    for p in ("sft", "iter_1", "iter_2"):
+        (loop_project / f"reports/eval/{p}.json").write_text('{"judge": "gold"}')
+    con = connect()
+    register_views(con, loop_project, ["iter_1"])
+    assert con.sql("SELECT DISTINCT iteration FROM scored").fetchall() == [("iter_1",)]
+    assert con.sql("SELECT DISTINCT iteration FROM pairs").fetchall() == [("iter_1",)]
+    assert con.sql("SELECT DISTINCT iteration FROM gold").fetchall() == [("iter_1",)]
+    got = sorted(r[0] for r in con.sql("SELECT policy FROM metrics").fetchall())
+    assert got == ["iter_1", "sft"]
+    # `rlhf sql` follows the project's params.yaml unless asked for everything on disk.
+    from rlhf.cli import main
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["iterations"] = {"iter_1": params["iterations"]["iter_1"]}
+    (loop_project / "params.yaml").write_text(yaml.safe_dump(params))
+    q = "SELECT DISTINCT iteration FROM pairs ORDER BY 1"
+    args = ["sql", q, "--root", str(loop_project), "--format", "csv"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.split() == ["iteration", "iter_1"]
+    assert main([*args, "--all-iterations"]) == 0
+    assert capsys.readouterr().out.split() == ["iteration", "iter_1", "iter_2"]
 
 
 def test_pair_stats_of_a_hand_built_table(loop_project):
