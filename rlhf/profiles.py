@@ -72,13 +72,77 @@ def load(name: str, root: Path = Path(".")) -> Profile:
     )
 
 
-def _merge(base: CommentedMap, over: dict[str, Any], replace: tuple[str, ...], prefix: str):
+# ruamel keeps the comments after a key's value in one token: the end-of-line comment, then the
+# blank and comment lines up to the next key. So a key's own comment is the first line of its
+# token, and the comment block above a key lives in the previous key's token.
+
+
+def _token(m: CommentedMap, key: Any) -> Any:
+    item = m.ca.items.get(key)
+    return item[2] if item and len(item) > 2 else None
+
+
+def _eol(m: CommentedMap, key: Any) -> str:
+    tok = _token(m, key)
+    return tok.value.partition("\n")[0] if tok else ""
+
+
+def _above(m: CommentedMap, key: Any) -> list[str]:
+    """Comment lines directly above `key` (stripped), from the previous key's token."""
+    keys = list(m)
+    i = keys.index(key)
+    if i == 0:
+        toks = (m.ca.comment or [None, None])[1] or []
+        text = "".join(t.value for t in toks)
+    else:
+        tok = _token(m, keys[i - 1])
+        text = tok.value.partition("\n")[2] if tok else ""
+    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith("#")]
+
+
+def _set_comments(
+    base: CommentedMap, over: CommentedMap, key: Any, depth: int, replaced: bool
+) -> None:
+    """The comments of a key the profile changes. A replaced value's end-of-line comment
+    described the old value, so the profile's (or none) takes its place; the block above a key
+    is replaced only where the profile writes its own, since it often documents the key."""
+    tok = _token(base, key)
+    eol = _eol(over, key) if isinstance(over, CommentedMap) else ""
+    if tok is not None and (replaced or eol):
+        tok.value = eol + "\n" + tok.value.partition("\n")[2]
+    elif eol:
+        base.yaml_add_eol_comment(eol, key)
+    above = _above(over, key) if isinstance(over, CommentedMap) else []
+    if not above:
+        return
+    indent = "  " * depth
+    keys = list(base)
+    i = keys.index(key)
+    prev = _token(base, keys[i - 1]) if i else None
+    if prev is not None:
+        head, _, rest = prev.value.partition("\n")
+        blank = "\n" if rest.startswith("\n") else ""  # keep a paragraph break above
+        prev.value = head + "\n" + blank + "".join(f"{indent}{ln}\n" for ln in above)
+    else:
+        if i == 0 and base.ca.comment:
+            base.ca.comment[1] = []
+        base.yaml_set_comment_before_after_key(
+            key, before="\n".join(ln.lstrip("# ") for ln in above), indent=len(indent)
+        )
+
+
+def _merge(
+    base: CommentedMap, over: dict[str, Any], replace: tuple[str, ...], prefix: str, depth=0
+):
     for key, value in over.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and path not in replace:
-            _merge(base[key], value, replace, path)
+        merge = isinstance(value, dict) and isinstance(base.get(key), dict)
+        if merge and path not in replace:
+            _merge(base[key], value, replace, path, depth + 1)
         else:
             base[key] = value
+        if isinstance(base, CommentedMap) and isinstance(over, CommentedMap):
+            _set_comments(base, over, key, depth, replaced=not merge or path in replace)
 
 
 def render(name: str, root: Path = Path(".")) -> str:

@@ -72,6 +72,39 @@ def test_a_bad_overlay_is_refused_naming_the_profile_and_key(tmp_path):
         profiles.render("nope", tmp_path)
 
 
+def test_comments_follow_the_values_a_profile_changes(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "embedded.yaml").write_text(
+        "sft:\n"
+        "  seed: 0\n"
+        "  # 1e-3 after a sweep on the tiny model\n"
+        "  train: {epochs: 3.0, lr: 0.001}\n"
+        "  max_examples: 0  # every demonstration\n"
+        "\n"
+        "# replicate seeds of the RLHF part\n"
+        "seeds: [0, 1]  # three take too long\n"
+        "iterations:\n"
+        "  iter_1: {policy_in: models/sft, prompt_split: train_1, previous: iter_0}\n"
+    )
+    (tmp_path / "profiles" / "p.yaml").write_text(
+        "params:\n"
+        "  sft:\n"
+        "    # 2e-5: a pretrained checkpoint\n"
+        "    train: {lr: 2.0e-5}\n"
+        "    max_examples: 192\n"
+        "  seeds: [0]\n"
+    )
+    text = profiles.render("p", tmp_path)
+    # A replaced value loses the comment about the old one; the profile's comment takes over.
+    assert "every demonstration" not in text and "max_examples: 192\n" in text
+    assert "three take too long" not in text and "seeds: [0]\n" in text
+    assert "1e-3 after a sweep" not in text
+    assert "  # 2e-5: a pretrained checkpoint\n  train: {epochs: 3.0, lr: 2.0e-5}" in text
+    # A block documenting the key itself stays where the profile says nothing new.
+    assert "\n# replicate seeds of the RLHF part\nseeds: [0]" in text
+    assert parse_params(yaml.safe_load(text)).sft.max_examples == 192
+
+
 def _rlhf(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "rlhf.cli", *args], cwd=cwd, capture_output=True, text=True
