@@ -157,10 +157,13 @@ def _check_run(run: dict[str, Any], current: dict[str, Any], allowed: set[str]) 
     return None
 
 
-def collect(root: Path = Path("."), out: Path | None = None) -> list[dict[str, Any]]:
-    """Read the finished experiments into reports/ablations.json. Only runs whose settings match
-    the current params.yaml except for their own change are kept; the others are listed under
-    `stale` with the keys that differ (re-run them: `rlhf ablations run NAME`)."""
+def collect(
+    root: Path = Path("."), out: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Read the finished experiments into reports/ablations.json; returns (runs, stale). Only
+    runs whose settings match the current params.yaml except for their own change are kept;
+    the others are listed under `stale` with the keys that differ (re-run them:
+    `rlhf ablations run NAME`)."""
     root = Path(root)
     current_params = parse_params(yaml.safe_load((root / paths.PARAMS).read_text()) or {})
     current = settings(current_params)
@@ -191,7 +194,7 @@ def collect(root: Path = Path("."), out: Path | None = None) -> list[dict[str, A
         out or root / paths.ABLATIONS,
         {"params_fingerprint": fingerprint(current_params), "runs": runs, "stale": stale},
     )
-    return runs
+    return runs, stale
 
 
 def load(root: Path, params: Params, path: Path | None = None) -> tuple[list[dict], str | None]:
@@ -230,9 +233,8 @@ def cmd(args: argparse.Namespace) -> int:
                 return 1
         print("done; now: rlhf ablations collect && dvc repro report")
         return 0
-    runs = collect(Path(args.root))
+    runs, stale = collect(Path(args.root))
     print(f"{len(runs)} runs -> {paths.ABLATIONS}")
-    stale = json.loads((Path(args.root) / paths.ABLATIONS).read_text())["stale"]
     for s in stale:
         print(f"left out {s['ablation']} ({s['rev']}): {s['reason']}", file=sys.stderr)
     for r in runs:

@@ -38,11 +38,11 @@ def _print_frame(df: pl.DataFrame, fmt: str, max_rows: int) -> None:
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from rlhf import analytics
+    from rlhf import analytics, paths
 
     con = analytics.connect()
     iterations = None
-    params_file = Path(args.root) / "params.yaml"
+    params_file = Path(args.root) / paths.PARAMS
     if not args.all_iterations and params_file.exists():
         from rlhf.config import load_params
 

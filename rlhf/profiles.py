@@ -23,6 +23,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from rlhf import paths
 from rlhf.config import ConfigError, parse_params
 from rlhf.io import write_text
 
@@ -107,12 +108,12 @@ def _set_comments(
     described the old value, so the profile's (or none) takes its place; the block above a key
     is replaced only where the profile writes its own, since it often documents the key."""
     tok = _token(base, key)
-    eol = _eol(over, key) if isinstance(over, CommentedMap) else ""
+    eol = _eol(over, key)
     if tok is not None and (replaced or eol):
         tok.value = eol + "\n" + tok.value.partition("\n")[2]
     elif eol:
         base.yaml_add_eol_comment(eol, key)
-    above = _above(over, key) if isinstance(over, CommentedMap) else []
+    above = _above(over, key)
     if not above:
         return
     indent = "  " * depth
@@ -168,13 +169,13 @@ def render(name: str, root: Path = Path(".")) -> str:
 def use(name: str, root: Path = Path(".")) -> Profile:
     """Write profile `name` to params.yaml."""
     text = render(name, root)
-    write_text(root / "params.yaml", text)
+    write_text(root / paths.PARAMS, text)
     return load(name, root)
 
 
 def current(root: Path = Path(".")) -> str | None:
     """The profile params.yaml was written from, or None if it has been edited since."""
-    text = (root / "params.yaml").read_text()
+    text = (root / paths.PARAMS).read_text()
     for n in names(root):
         try:
             if render(n, root) == text:

@@ -84,7 +84,7 @@ def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
         env=ENV,
     )
     _commit(tmp_path, params, 0.58, 12.0)  # the baseline, in the working tree
-    runs = {r["ablation"]: r for r in collect(tmp_path)}
+    runs = {r["ablation"]: r for r in collect(tmp_path)[0]}
     assert set(runs) == {"baseline", "length_penalty"}
     assert runs["baseline"]["final"]["mean_length_words"]["mean"] == 12.0
     assert runs["length_penalty"]["final"]["mean_length_words"]["mean"] == 9.0
@@ -107,7 +107,7 @@ def test_a_seed_matched_baseline_experiment_replaces_the_working_tree(tmp_path):
         env=ENV,
     )
     _commit(tmp_path, _params(seeds=[0, 1, 2]), 0.58, 12.0)
-    runs = collect(tmp_path)
+    runs, _ = collect(tmp_path)
     assert [r["ablation"] for r in runs] == ["baseline"]
     assert runs[0]["seeds"] == 1 and runs[0]["final"]["win_rate_vs_sft"]["mean"] == 0.55
     assert command("baseline", {"seeds": [0]})[6:] == ["-S", "seeds=[0]"]
@@ -130,7 +130,8 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
     del old["evaluate"]["judge"]
     _exp(tmp_path, "best_random", old)
     _commit(tmp_path, _params(), 0.58, 12.0)
-    runs = [r["ablation"] for r in collect(tmp_path)]
+    runs, stale = collect(tmp_path)
+    runs = [r["ablation"] for r in runs]
     assert runs == ["baseline", "length_penalty", "best_random"]
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
     assert saved["stale"] == [
@@ -140,6 +141,7 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
             "reason": "run with other settings than params.yaml: sft.train.lr",
         }
     ]
+    assert stale == saved["stale"]  # what `rlhf ablations collect` prints
 
 
 def test_the_report_uses_ablations_only_for_the_params_they_were_collected_for(tmp_path):
