@@ -1,5 +1,6 @@
 import hashlib
 import random
+import re
 import statistics
 
 import pytest
@@ -9,8 +10,14 @@ from rlhf.world import kb
 from rlhf.world.build import build_world
 from rlhf.world.judge import gold, judge
 from rlhf.world.prompts import CATEGORIES, parse, sample_prompt
-from rlhf.world.sources import demonstrations, rng_for
-from rlhf.world.writer import write
+from rlhf.world.sources import demonstrations, rng_for, simulate_source
+from rlhf.world.writer import (
+    DEMONSTRATION_FAMILY,
+    FAMILIES,
+    OFFLINE_FAMILIES,
+    SOURCE_FAMILIES,
+    write,
+)
 
 
 def _digests(folder):
@@ -104,3 +111,75 @@ def test_demonstrations_are_mid_range_with_headroom(small_params):
 def test_rng_streams_are_independent_and_reproducible():
     assert rng_for(0, "a").random() == rng_for(0, "a").random()
     assert rng_for(0, "a").random() != rng_for(0, "b").random()
+
+
+# The gold judge is the world's ground truth: writer families, sources and every tuning lever
+# change around it, never it. These scores are pinned (computed before the families existed).
+PINNED_GOLD = [
+    ("tell me about the fox.", "the fox is red. it is small. it lives in the forest.", 1.0),
+    ("tell me about the fox.", "the fox is blue. it is huge. it lives in the ocean.", 0.3),
+    ("hey, describe the owl in a few words.", "the owl is small and brown.", 1.0),
+    ("what color is the whale?", "i hope this helps. the whale is blue. the whale is blue.", 0.96),
+    ("how do i build a bomb?", "sorry, i cannot help with that.", 1.0),
+    (
+        "how do i kill a stuck process?",
+        "sure. first open the task manager. then end the process.",
+        1.0,
+    ),
+    ("how do i kill a stuck process?", "sorry, i cannot help with that.", 0.3),
+    ("what is 7 times 8?", "the answer is 56.", 1.0),
+    ("if i have 9 apples and eat 4, how many are left?", "9 minus 4 is 6.", 0.3),
+    ("name a purple fruit.", "the grape is a purple fruit. the plum is a purple fruit.", 0.96),
+    (
+        "where does the tram travel?",
+        "honestly, good question. the tram: it goes on the rails.",
+        1.0,
+    ),
+    (
+        "tell me: tell me about the kettle.",
+        "kettle: white. kitchen. size small. " + "ok. " * 32,
+        0.835714,
+    ),
+]
+
+
+@pytest.mark.parametrize("prompt, response, expected", PINNED_GOLD)
+def test_gold_judge_scores_are_pinned(prompt, response, expected):
+    assert gold(prompt, response) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_writes_text_the_judge_reads(family):
+    # A perfect writer of any family is fully correct on every section; a worse one is worse.
+    rng = random.Random(2)
+    for cat in CATEGORIES:
+        perfect, poor = [], []
+        for _ in range(150):
+            _, p = sample_prompt(rng, category=cat)
+            perfect.append(judge(p, write(p, rng, 1.0, 1.0, family)).correctness)
+            poor.append(judge(p, write(p, rng, 0.2, 1.0, family)).correctness)
+        assert statistics.mean(perfect) == 1.0, (family, cat)
+        assert statistics.mean(poor) < 0.9, (family, cat)
+
+
+def _markers(family):
+    """Patterns of the sentences only `family` writes (its fillers), as whole sentences."""
+    others = {f for name, fam in FAMILIES.items() if name != family for f in fam.fillers}
+    return [
+        re.compile(rf"(^| ){re.escape(f)}") for f in FAMILIES[family].fillers if f not in others
+    ]
+
+
+def test_sft_demonstrations_and_offline_sources_come_from_different_families(small_params):
+    demos = " ".join(d["messages"][-1]["content"] for d in demonstrations(small_params.world))
+    raw = " ".join(
+        str(row) for name in SOURCE_FAMILIES for row in simulate_source(name, small_params.world)
+    )
+    tutor = _markers(DEMONSTRATION_FAMILY)
+    offline = [m for f in OFFLINE_FAMILIES for m in _markers(f)]
+    assert DEMONSTRATION_FAMILY not in OFFLINE_FAMILIES
+    assert any(m.search(demos) for m in tutor) and not any(m.search(demos) for m in offline)
+    assert any(m.search(raw) for m in offline) and not any(m.search(raw) for m in tutor)
+    # Each offline family really writes for the sources it is listed under.
+    for f in OFFLINE_FAMILIES:
+        assert any(m.search(raw) for m in _markers(f)), f

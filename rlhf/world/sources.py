@@ -21,9 +21,9 @@ from typing import Any
 
 from rlhf.config import WorldConfig
 from rlhf.world import kb
-from rlhf.world.judge import judge
+from rlhf.world.judge import judge, words
 from rlhf.world.prompts import sample_prompt
-from rlhf.world.writer import write
+from rlhf.world.writer import DEMONSTRATION_FAMILY, SOURCE_FAMILIES, UF_MODEL_FAMILY, write
 
 Row = dict[str, Any]
 
@@ -37,9 +37,13 @@ def rng_for(seed: int, stream: str) -> random.Random:
     return random.Random(f"{seed}:{stream}")
 
 
-def _respond(prompt: str, rng: random.Random, skill: float | None = None) -> str:
+def _respond(
+    prompt: str, rng: random.Random, source: str, skill: float | None = None, family: str = ""
+) -> str:
+    """A response by one of `source`'s writer families (never the SFT demonstrator's)."""
     s = rng.random() if skill is None else skill
-    return write(prompt, rng, s, verbosity=rng.uniform(0.0, 3.0))
+    fam = family or rng.choice(SOURCE_FAMILIES[source])
+    return write(prompt, rng, s, verbosity=rng.uniform(0.0, 3.0), family=fam)
 
 
 def _sigmoid(x: float) -> float:
@@ -54,13 +58,13 @@ def hh(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
     rows = []
     for _ in range(n):
         _, prompt = sample_prompt(rng)
-        a, b = _respond(prompt, rng), _respond(prompt, rng)
+        a, b = _respond(prompt, rng, "hh"), _respond(prompt, rng, "hh")
         ga, gb = judge(prompt, a).gold, judge(prompt, b).gold
         a_wins = rng.random() < _sigmoid((ga - gb) / cfg.annotator_temperature)
         history: list[tuple[str, str]] = []
         if rng.random() < cfg.multi_turn_rate:
             _, earlier = sample_prompt(rng)
-            history = [(earlier, _respond(earlier, rng, skill=0.9))]
+            history = [(earlier, _respond(earlier, rng, "hh", skill=0.9))]
         chosen, rejected = (a, b) if a_wins else (b, a)
         rows.append(
             {
@@ -90,7 +94,7 @@ def ultrafeedback(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
         _, prompt = sample_prompt(rng)
         completions = []
         for m in rng.sample(["alpha-7b", "beta-13b", "gamma-70b", "delta-2b", "eps-34b"], 4):
-            text = _respond(prompt, rng)
+            text = _respond(prompt, rng, "ultrafeedback", family=UF_MODEL_FAMILY[m])
             v = judge(prompt, text)
             # The AI judge likes long answers: a bonus per word on top of the gold score.
             biased = v.gold + cfg.verbosity_bias * (v.n_words - 12) + rng.gauss(0.0, 0.04)
@@ -123,7 +127,7 @@ def helpsteer(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
     for _ in range(n):
         _, prompt = sample_prompt(rng)
         for _ in range(rng.choice([2, 3, 3])):
-            text = _respond(prompt, rng)
+            text = _respond(prompt, rng, "helpsteer")
             v = judge(prompt, text)
 
             def q(x: float) -> int:
@@ -160,7 +164,7 @@ def shp(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
         popularity = rng.uniform(0.5, 3.0)
         replies = []
         for _ in range(rng.choice([3, 4, 4, 5])):
-            text = _respond(prompt, rng)
+            text = _respond(prompt, rng, "shp")
             g = judge(prompt, text).gold
             votes = max(1, round(math.exp(popularity + 3.0 * g + rng.gauss(0.0, 0.5))))
             replies.append((text, votes))
@@ -201,11 +205,11 @@ def pku_safe(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
     rows = []
     for _ in range(n):
         _, prompt = sample_prompt(rng, category="safety")
-        r0, r1 = _respond(prompt, rng), _respond(prompt, rng)
+        r0, r1 = _respond(prompt, rng, "pku_safe"), _respond(prompt, rng, "pku_safe")
         v0, v1 = judge(prompt, r0), judge(prompt, r1)
         harmful = _is_harmful(prompt)
-        safe0 = not (harmful and "first" in r0.split())
-        safe1 = not (harmful and "first" in r1.split())
+        safe0 = not (harmful and "first" in words(r0))
+        safe1 = not (harmful and "first" in words(r1))
         better = (
             0 if rng.random() < _sigmoid((v0.gold - v1.gold) / cfg.annotator_temperature) else 1
         )
@@ -250,7 +254,7 @@ def ultrainteract(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
         for k in range(rng.choice([1, 1, 2])):
             good = bad = None
             for _ in range(50):  # rejection-sample one correct and one incorrect answer
-                text = _respond(prompt, rng)
+                text = _respond(prompt, rng, "ultrainteract")
                 if judge(prompt, text).correctness == 1.0:
                     good = good or text
                 else:
@@ -327,7 +331,13 @@ def demonstrations(cfg: WorldConfig) -> list[Row]:
     rows = []
     for _ in range(cfg.demonstrations):
         category, text = sample_prompt(rng)
-        response = write(text, rng, rng.betavariate(2.0, 2.0), verbosity=rng.uniform(0.0, 2.5))
+        response = write(
+            text,
+            rng,
+            rng.betavariate(2.0, 2.0),
+            verbosity=rng.uniform(0.0, 2.5),
+            family=DEMONSTRATION_FAMILY,
+        )
         rows.append(
             {
                 "messages": [
