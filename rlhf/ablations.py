@@ -119,7 +119,7 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
     params = yaml.safe_load(params_text)
     iters = list(params.get("iterations", {}))
     policies = {}
-    for p in ["sft", "offline_dpo", *iters]:
+    for p in [*paths.BASELINE_POLICIES, *iters]:
         text = read(paths.eval_metrics(p).as_posix())
         if text:
             policies[p] = json.loads(text)

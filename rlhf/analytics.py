@@ -121,7 +121,7 @@ def register_views(
     made and what each reads. Iteration tables are unioned over iterations (column
     `iteration`); `metrics` holds one row per evaluated policy (intervals as structs).
 
-    With `iterations` (params.yaml's), only those iterations and the policies sft, offline_dpo
+    With `iterations` (params.yaml's), only those iterations and the policies in paths.BASELINE_POLICIES
     and those iterations are read: DVC leaves the outputs of an iteration removed from
     params.yaml (or of another profile's run) on disk, and the glob would mix them in."""
     from rlhf import paths
@@ -135,7 +135,7 @@ def register_views(
         if name in _ITERATION_VIEWS:
             col, keep = "iteration", list(iterations)
         elif name in _POLICY_VIEWS:
-            col, keep = "policy", ["sft", "offline_dpo", *iterations]
+            col, keep = "policy", [*paths.BASELINE_POLICIES, *iterations]
         else:
             return ""
         return f" WHERE {col} IN ({', '.join(_sql_str(k) for k in keep) or 'NULL'})"
@@ -237,3 +237,56 @@ def length_reward_correlations(con: duckdb.DuckDBPyConnection):
     whose samples all have the same length or reward have no correlation (NULL). Needs the
     `scored` and `gold` views; returns a Polars frame (one row per iteration x seed x prompt)."""
     return con.sql(LENGTH_CORR_SQL).pl()
+
+
+ONPOLICY_SQL = """
+WITH s AS (
+    SELECT s.iteration, s.seed, s.prompt_id, s.sample_idx, s.penalized_reward AS proxy, g.gold
+    FROM scored s JOIN gold g USING (iteration, seed, prompt_id, sample_idx)
+), acc AS (
+    -- Every pair of one prompt's n samples that the gold judge does not tie.
+    SELECT a.iteration,
+           count(*) AS gold_pairs,
+           avg(((a.proxy > b.proxy) = (a.gold > b.gold))::DOUBLE)
+               FILTER (WHERE a.proxy <> b.proxy) AS rm_accuracy
+    FROM s a JOIN s b
+      ON a.iteration = b.iteration AND a.seed = b.seed AND a.prompt_id = b.prompt_id
+     AND a.sample_idx < b.sample_idx AND a.gold <> b.gold
+    GROUP BY ALL
+), ranked AS (
+    -- Ties broken by sample index, as rlhf.pairs does.
+    SELECT *,
+           row_number() OVER (PARTITION BY iteration, seed, prompt_id
+                              ORDER BY proxy DESC, sample_idx) AS rm_rank,
+           row_number() OVER (PARTITION BY iteration, seed, prompt_id
+                              ORDER BY proxy ASC, sample_idx) AS rm_rank_low,
+           max(gold) OVER (PARTITION BY iteration, seed, prompt_id) AS gold_best,
+           max(proxy) OVER (PARTITION BY iteration, seed, prompt_id)
+             > min(proxy) OVER (PARTITION BY iteration, seed, prompt_id) AS has_pair
+    FROM s
+), bon AS (
+    -- Chosen, rejected and best-of-n over the groups that give a pair (not all tied).
+    SELECT iteration,
+           avg(gold) AS gold_mean,
+           avg(gold) FILTER (WHERE rm_rank = 1 AND has_pair) AS gold_chosen,
+           avg(gold) FILTER (WHERE rm_rank_low = 1 AND has_pair) AS gold_rejected,
+           avg(proxy) FILTER (WHERE rm_rank = 1 AND has_pair) AS proxy_chosen,
+           avg(proxy) FILTER (WHERE rm_rank_low = 1 AND has_pair) AS proxy_rejected,
+           avg(gold_best) FILTER (WHERE rm_rank = 1 AND has_pair) AS gold_best_of_n
+    FROM ranked GROUP BY ALL
+)
+SELECT bon.iteration, acc.rm_accuracy, acc.gold_pairs, bon.gold_mean, bon.gold_chosen,
+       bon.gold_rejected, bon.proxy_chosen, bon.proxy_rejected, bon.gold_best_of_n
+FROM bon LEFT JOIN acc USING (iteration)
+ORDER BY bon.iteration
+"""
+
+
+def onpolicy_diagnostics(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per iteration, on the policy's own samples: the reward model's pairwise accuracy against
+    the gold judge (every pair of one prompt's n samples that gold does not tie; a proxy tie
+    left out), the mean gold of all samples; over the prompt groups that give a pair (the RM does
+    not tie them all), gold and proxy (length-penalised) reward of the RM's chosen (best-of-n)
+    and rejected (worst-of-n) response, and the gold of the gold judge's own best-of-n. Needs the
+    `scored` and `gold` views."""
+    return con.sql(ONPOLICY_SQL).pl().to_dicts()

@@ -293,6 +293,9 @@ class PairsConfig:
 
     selection: Literal["best_worst", "max_random", "random"] = "best_worst"
     """best_worst (paper), max_random (best vs a random other), or random (two random)."""
+    min_margin: float = bounded(0.0, ge=0.0)
+    """Drop a pair whose chosen-minus-rejected (length-penalised) reward is below this, in the
+    reward model's units; 0 drops only exact ties. Too-small margins are mostly RM noise."""
     seed: int = 0
     """Seed for the random selections."""
 
@@ -323,6 +326,18 @@ class OfflineDPOConfig:
     """Pairs sampled from the mix, count; 0 = as many as one iteration's pairs budget."""
     seed: int = 0
     """Sampling and training seed."""
+
+
+@dataclass(frozen=True)
+class OnPolicyControlConfig:
+    """The on-policy offline control (issue: separate the mechanisms): samples of the SFT policy,
+    labelled once by the same reward model (best vs worst of n), one DPO run from SFT on as many
+    prompts as all iterations together. Against offline DPO it isolates on-policy data; against
+    the last iteration it isolates iterating (fresh samples of the improved policy)."""
+
+    prompt_splits: list[str] = field(default_factory=list)
+    """Training splits it samples (disjoint from the iterations'), e.g. [train_4, train_5,
+    train_6] for three iterations' worth of prompts; empty = no control stage output."""
 
 
 @dataclass(frozen=True)
@@ -411,6 +426,8 @@ class Params:
     """Online DPO."""
     offline_dpo: OfflineDPOConfig = field(default_factory=OfflineDPOConfig)
     """Offline DPO baseline."""
+    onpolicy_control: OnPolicyControlConfig = field(default_factory=OnPolicyControlConfig)
+    """On-policy offline control: SFT samples labelled once by the RM, one DPO run."""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     """Gold evaluation."""
     iterations: dict[str, IterationConfig] = field(default_factory=dict)
@@ -461,6 +478,15 @@ def _check_cross_section(p: Params) -> None:
         used[it.prompt_split] = name
         if it.previous != "iter_0" and it.previous not in p.iterations:
             raise ConfigError(f"iterations.{name}.previous: unknown iteration {it.previous!r}")
+    for i, sp in enumerate(p.onpolicy_control.prompt_splits):
+        key = f"onpolicy_control.prompt_splits[{i}]"
+        if sp not in splits:
+            raise ConfigError(f"{key}: {sp!r} is not a training split ({sorted(splits)})")
+        if sp in used:
+            raise ConfigError(
+                f"{key}: {sp!r} is already used by iterations.{used[sp]}; the control needs "
+                "prompts no iteration trains on"
+            )
     if len(set(p.seeds)) != len(p.seeds):
         raise ConfigError(f"seeds: must be distinct, got {p.seeds}")
     for i, sd in enumerate(p.seeds):

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 
 from rlhf.config import EvaluateConfig
-from rlhf.generation import Sampling, make_backend
+from rlhf.generation import Sampling, kl_to_reference, make_backend
 from rlhf.schemas import EVALUATIONS
 from rlhf.scoring import RewardScorer
 from rlhf.seeds import seeded
@@ -26,9 +26,14 @@ def evaluate_policy(
     prompts: pa.Table,
     seed: int,
     rm_dir: str | Path | None = None,
+    ref_dir: str | Path | None = None,
 ) -> pa.Table:
     """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge
     or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy).
+
+    With `rm_dir`, every response also carries the reward model's score (`proxy`); with
+    `ref_dir` (the SFT model), its KL to SFT (`kl_to_sft`, nats): the Gao et al. view of
+    gold and proxy reward against the distance travelled from SFT.
 
     Every policy of a replicate is sampled with the same seed (common random numbers), so
     differences between policies are not differences of sampling luck.
@@ -44,15 +49,22 @@ def evaluate_policy(
     )
     rows = prompts.to_pylist()
     outs = backend.generate([r["messages"] for r in rows], s, desc=f"evaluate {name} seed {seed}")
-    if cfg.judge == "reward_model":
-        if rm_dir is None:
-            raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
-        flat = [(r, c) for r, group in zip(rows, outs, strict=True) for c in group]
-        rewards = iter(
-            RewardScorer(rm_dir)
-            .score([r["messages"] for r, _ in flat], [c.text for _, c in flat], desc="judge (RM)")
-            .tolist()
-        )
+    if cfg.judge == "reward_model" and rm_dir is None:
+        raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
+    flat = [(r, c) for r, group in zip(rows, outs, strict=True) for c in group]
+    prompts_flat, texts = [r["messages"] for r, _ in flat], [c.text for _, c in flat]
+    proxy = (
+        RewardScorer(rm_dir).score(prompts_flat, texts, desc="proxy (RM)").tolist()
+        if rm_dir is not None
+        else [None] * len(flat)
+    )
+    kl = (
+        kl_to_reference(policy_dir, ref_dir, prompts_flat, texts, desc=f"KL {name} to SFT").tolist()
+        if ref_dir is not None
+        else [0.0] * len(flat)
+    )
+    rewards = iter(proxy)
+    extra = iter(zip(proxy, kl, strict=True))
     table = []
     for r, group in zip(rows, outs, strict=True):
         text = r["messages"][-1]["content"]
@@ -74,6 +86,7 @@ def evaluate_policy(
                     "n_words": n_words,
                     "gold": score,
                     "correctness": correct,
+                    **dict(zip(("proxy", "kl_to_sft"), next(extra), strict=True)),
                 }
             )
     return pa.Table.from_pylist(table, schema=EVALUATIONS)
@@ -96,7 +109,15 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
     """Gold metrics of `ev` and its win-rates against `baseline` (same seeds, prompts and sample
     indices), each with a bootstrap interval over seeds and prompts."""
     a = pl.from_arrow(ev).select(
-        "seed", "prompt_id", "sample_idx", "category", "gold", "n_words", "correctness"
+        "seed",
+        "prompt_id",
+        "sample_idx",
+        "category",
+        "gold",
+        "n_words",
+        "correctness",
+        "proxy",
+        "kl_to_sft",
     )
     b = pl.from_arrow(baseline).select(
         "seed",
@@ -121,7 +142,9 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
         gold_gain=pl.col("gold") - pl.col("base_gold"),
     )
     boot = dict(n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
-    grids = {k: _grid(j, k) for k in ("gold", "win", "len_diff", "n_words", "gold_gain")}
+    keys = ["gold", "win", "len_diff", "n_words", "gold_gain", "kl_to_sft"]
+    keys += ["proxy"] if j["proxy"].null_count() == 0 else []
+    grids = {k: _grid(j, k) for k in keys}
     by_seed = (
         j.group_by("seed")
         .agg(
@@ -151,6 +174,12 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
             seed=cfg.seed,
         ).as_dict(),
         "mean_length_words": bootstrap_mean(grids["n_words"].mean(axis=2), **boot).as_dict(2),
+        # Mean KL(policy || SFT) per response, nats; and the reward model's mean score (the
+        # proxy the loop optimised), for the gold-and-proxy-vs-sqrt(KL) figure (Gao et al. 2023).
+        "kl_to_sft": bootstrap_mean(grids["kl_to_sft"].mean(axis=2), **boot).as_dict(),
+        "proxy_mean": bootstrap_mean(grids["proxy"].mean(axis=2), **boot).as_dict()
+        if "proxy" in grids
+        else None,
         "correctness": {
             r["category"]: None if r["correctness"] is None else round(r["correctness"], 4)
             for r in by_cat.to_dicts()

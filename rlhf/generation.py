@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 import torch
 from tqdm import tqdm
@@ -193,3 +194,42 @@ def generate(
                 }
             )
     return pa.Table.from_pylist(rows, schema=GENERATIONS)
+
+
+@torch.inference_mode()
+def kl_to_reference(
+    policy_dir: str | Path,
+    ref_dir: str | Path,
+    prompts: list[list[dict]],
+    responses: list[str],
+    batch_size: int = 64,
+    desc: str = "KL to reference",
+) -> np.ndarray:
+    """Per response, an estimate of KL(policy || reference) in nats: the exact next-token KL
+    between the two models' distributions, summed over the response's tokens and its end-of-turn
+    token, along the policy's own sampled responses. Summing exact per-token KLs has far less
+    variance than log-ratios of sampled tokens (never negative). Both models share the policy's
+    tokenizer and chat template (the reference is the SFT model the policy was trained from)."""
+    tok = load_tokenizer(policy_dir)
+    tok.padding_side = "right"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pol = load_policy(policy_dir).to(device).eval()
+    ref = load_policy(ref_dir).to(device).eval()
+    heads = render_prompts(tok, prompts)
+    n_head = [len(ids) for ids in tok(heads, add_special_tokens=False)["input_ids"]]
+    texts = [h + r + tok.eos_token for h, r in zip(heads, responses, strict=True)]
+    out = np.zeros(len(texts))
+    for i in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+        enc = tok(
+            texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(device)
+        lp = torch.log_softmax(pol(**enc).logits.float(), -1)
+        lq = torch.log_softmax(ref(**enc).logits.float(), -1)
+        kl = (lp.exp() * (lp - lq)).sum(-1)  # (batch, positions): KL of the next token
+        # Position t predicts token t + 1: response tokens are predicted from n_head - 1 on.
+        pos = torch.arange(kl.shape[1], device=device)[None, :]
+        start = torch.tensor(n_head[i : i + batch_size], device=device)[:, None] - 1
+        end = enc["attention_mask"].sum(1, keepdim=True) - 1
+        mask = (pos >= start) & (pos < end)
+        out[i : i + len(enc["input_ids"])] = (kl * mask).sum(1).cpu().numpy()
+    return out

@@ -15,7 +15,8 @@ from rlhf.schemas import PAIRS
 def select_pairs(
     cfg: PairsConfig, iteration: str, scored: pa.Table
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Chosen/rejected per prompt by penalised reward; identical texts and ties dropped, counted."""
+    """Chosen/rejected per prompt by penalised reward; identical texts, ties and margins below
+    `cfg.min_margin` dropped, each counted."""
     groups: dict[tuple[int, str], list[dict]] = {}
     for r in scored.select(
         ["seed", "prompt_id", "prompt", "response", "penalized_reward", "length", "sample_idx"]
@@ -43,6 +44,9 @@ def select_pairs(
             continue
         if c["penalized_reward"] == r["penalized_reward"]:
             drops["tied_rewards"] += 1
+            continue
+        if c["penalized_reward"] - r["penalized_reward"] < cfg.min_margin:
+            drops["small_margin"] += 1
             continue
         pairs.append(
             {

@@ -41,6 +41,13 @@ BASE_MODEL = MODELS_DIR / "base"
 SFT_MODEL = MODELS_DIR / "sft"
 REWARD_MODEL = MODELS_DIR / "reward_model"
 OFFLINE_DPO_MODEL = MODELS_DIR / "offline_dpo"
+ONPOLICY_DPO_MODEL = MODELS_DIR / "onpolicy_dpo"
+# Policies evaluated beside the iterations, in report order: SFT, the paper's offline-DPO
+# baseline and the on-policy offline control.
+BASELINE_POLICIES = ("sft", "offline_dpo", "onpolicy_dpo")
+# The on-policy offline control's samples and pairs: outside ITERATIONS_DIR, so that the
+# iteration views (rlhf sql, the report) never mix them in.
+CONTROL_DIR = Path("data/control/onpolicy")
 ITERATIONS_DIR = Path("data/iterations")
 EVAL_DIR = Path("data/eval")
 HISTORY_START = ITERATIONS_DIR / "iter_0" / "train_pairs.parquet"

@@ -35,6 +35,11 @@ METRICS = (
     ("lc_win_rate_vs_sft", "LC win-rate vs SFT"),
     ("mean_length_words", "length (words)"),
 )
+# How far each policy moved from SFT and how the reward model sees it (Gao et al. 2023).
+DISTANCE = (
+    ("kl_to_sft", "KL to SFT (nats)"),
+    ("proxy_mean", "proxy (RM) reward"),
+)
 
 
 def score_gold(scored: pa.Table) -> pa.Table:
@@ -55,7 +60,7 @@ def score_gold(scored: pa.Table) -> pa.Table:
 
 
 def policy_order(params: Params) -> list[str]:
-    return ["sft", "offline_dpo", *params.iterations]
+    return [*paths.BASELINE_POLICIES, *params.iterations]
 
 
 @dataclass
@@ -77,6 +82,8 @@ class ReportData:
     rm_eval: dict[str, Any] | None
     table1: list[dict[str, Any]]
     ablations: list[dict[str, Any]]
+    onpolicy: list[dict[str, Any]] = field(default_factory=list)
+    """Per iteration: the RM's accuracy on the policy's own samples and best-of-n diagnostics."""
     claims: list[Claim] = field(default_factory=list)
     ablations_note: str | None = None
     """Why no ablations are shown (not collected, or collected for other params)."""
@@ -95,7 +102,9 @@ def load_policies(params: Params, root: Path) -> tuple[pl.DataFrame, pl.DataFram
             continue
         m = json.loads(f.read_text())
         row: dict[str, Any] = {"policy": p, "step": i}
-        for key, _ in METRICS:
+        for key, _ in (*METRICS, *DISTANCE):
+            if m.get(key) is None:  # made before the metric existed, or no RM to score with
+                continue
             iv = _interval(m[key])
             row.update({key: iv.mean, f"{key}_lo": iv.lo, f"{key}_hi": iv.hi})
         for c in SECTIONS:
@@ -139,6 +148,17 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 "interval above 0)",
                 last["gold_gain_vs_sft_lo"] > 0,
                 f"gain {_fmt(last, 'gold_gain_vs_sft')}",
+            )
+        )
+    if len(iters) > 1:
+        first, last = pol[iters[0]], pol[iters[-1]]
+        claims.append(
+            Claim(
+                f"The gold gain over SFT grows with iterations: {iters[-1]}'s paired gain above "
+                f"{iters[0]}'s, with non-overlapping intervals",
+                last["gold_gain_vs_sft_lo"] > first["gold_gain_vs_sft_hi"],
+                f"{iters[0]} {_fmt(first, 'gold_gain_vs_sft')}, "
+                f"{iters[-1]} {_fmt(last, 'gold_gain_vs_sft')}",
             )
         )
     if data.corr_summary:
@@ -241,6 +261,8 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
         ablations_note=abl_note,
         length_unit=params.score.length_unit,
     )
+    if have_loop:
+        data.onpolicy = analytics.onpolicy_diagnostics(con)
     data.claims = check_claims(data, params)
     return data
 
@@ -320,6 +342,33 @@ def fig_trajectories(data: ReportData, params: Params, out: Path) -> Path:
     fig.suptitle("Per-iteration trend, one line per seed")
     fig.tight_layout()
     return _save(fig, out / "trajectories.png")
+
+
+def fig_overoptimisation(data: ReportData, out: Path) -> Path:
+    """Gold and proxy reward against sqrt(KL to SFT) per policy, as in Gao et al. 2023: where
+    the proxy keeps rising while gold flattens or falls, the policy over-optimises the RM."""
+    plt = _plt()
+    df = data.policies.filter(pl.col("proxy_mean").is_not_null())
+    x = np.sqrt(np.maximum(df["kl_to_sft"].to_numpy(), 0.0))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, label in zip(
+        axes, ("gold_mean", "proxy_mean"), ("gold reward", "proxy (RM) reward"), strict=True
+    ):
+        y = df[key].to_numpy()
+        err = np.stack([y - df[f"{key}_lo"].to_numpy(), df[f"{key}_hi"].to_numpy() - y])
+        ax.errorbar(x, y, yerr=err, fmt="none", ecolor="#999", capsize=3)
+        loop = [i for i, p in enumerate(df["policy"]) if p not in paths.BASELINE_POLICIES[1:]]
+        ax.plot(x[loop], y[loop], "o-", color="#47a", label="SFT and iterations")
+        for i, p in enumerate(df["policy"]):
+            if p in paths.BASELINE_POLICIES[1:]:
+                ax.plot(x[i], y[i], "s", color="#c77" if p == "offline_dpo" else "#7a4", label=p)
+            ax.annotate(p, (x[i], y[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("sqrt(KL(policy || SFT)), sqrt(nats)")
+        ax.set_title(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Gold and proxy reward against distance from SFT (Gao et al. 2023)")
+    fig.tight_layout()
+    return _save(fig, out / "overoptimisation.png")
 
 
 def fig_pairs(data: ReportData, out: Path) -> Path:
@@ -428,6 +477,49 @@ def policies_markdown(df: pl.DataFrame) -> str:
     return _md_table(rows, cols)
 
 
+def controls_markdown(data: ReportData) -> str:
+    """What each control compares, with the win-rates that answer it."""
+    pol = {r["policy"]: r for r in data.policies.to_dicts()}
+    iters = [p for p in pol if p not in paths.BASELINE_POLICIES]
+    rows = [
+        (
+            "offline_dpo",
+            "offline DPO: off-policy pairs (other model families), annotator labels",
+        ),
+        (
+            "onpolicy_dpo",
+            "on-policy control: SFT's samples, labelled once by the RM, one DPO run on as many "
+            "prompts as all iterations",
+        ),
+    ]
+    if iters:
+        rows.append((iters[-1], f"online iterative DPO, {len(iters)} rounds of fresh samples"))
+    table = _md_table(
+        [
+            {
+                "policy": p,
+                "what": what,
+                "win": _fmt(pol[p], "win_rate_vs_sft"),
+                "gain": _fmt(pol[p], "gold_gain_vs_sft"),
+            }
+            for p, what in rows
+            if p in pol
+        ],
+        [
+            ("policy", "policy"),
+            ("what", "data"),
+            ("win", "win-rate vs SFT [95% CI]"),
+            ("gain", "gold gain vs SFT [95% CI]"),
+        ],
+    )
+    return (
+        "Offline DPO vs the on-policy control isolates on-policy data (same DPO, same "
+        "reference; other writers and labels). The on-policy control vs the last iteration "
+        "isolates iterating: the same RM labels, but fresh samples of each improved policy "
+        "instead of one round on SFT's.\n\n" + table
+    )
+
+
 def _fmt_iv(iv: dict[str, float], digits: int) -> str:
     return f"{iv['mean']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
 
@@ -487,6 +579,54 @@ def build_sections(
                 "Per-iteration trend",
                 "Each line is one seed's run of the online loop.",
                 "trajectories",
+            )
+        )
+    if "onpolicy_dpo" in set(data.policies["policy"]) if data.policies.height else False:
+        s.append(("Controls", controls_markdown(data), None))
+    if "kl_to_sft" in data.policies.columns:
+        rows = [
+            {"policy": r["policy"], **{k: _fmt(r, k) for k, _ in DISTANCE if r.get(k) is not None}}
+            for r in data.policies.to_dicts()
+            if r.get("kl_to_sft") is not None
+        ]
+        s.append(
+            (
+                "Distance from SFT and reward over-optimisation",
+                "Mean KL(policy || SFT) per eval response (the exact next-token KL summed along "
+                "the policy's own samples, nats) and the reward model's mean score of the same "
+                "responses. Against sqrt(KL), a proxy that keeps rising while gold flattens is the "
+                "over-optimisation of Gao et al. 2023.\n\n"
+                + _md_table(
+                    rows, [("policy", "policy"), *[(k, f"{lb} [95% CI]") for k, lb in DISTANCE]]
+                ),
+                "overoptimisation",
+            )
+        )
+    if data.onpolicy:
+        heldout = (data.rm_eval or {}).get("accuracy")
+        rows = [{**r, "heldout_accuracy": heldout} for r in data.onpolicy]
+        cols = [
+            ("iteration", "iteration"),
+            ("rm_accuracy", "RM accuracy on own samples"),
+            ("heldout_accuracy", "RM held-out accuracy"),
+            ("gold_pairs", "gold-untied sample pairs"),
+            ("gold_mean", "gold: all samples"),
+            ("gold_chosen", "gold: chosen (RM best-of-n)"),
+            ("gold_rejected", "gold: rejected (RM worst-of-n)"),
+            ("gold_best_of_n", "gold: gold's best-of-n"),
+            ("proxy_chosen", "proxy: chosen"),
+            ("proxy_rejected", "proxy: rejected"),
+        ]
+        s.append(
+            (
+                "On-policy diagnostics: the reward model on the policy's own samples",
+                "Per iteration, over every pair of one prompt's n samples that the gold judge does "
+                "not tie: how often the RM (length-penalised score) orders them as gold does, next "
+                "to its accuracy on held-out pairs written by the offline sources' model families. "
+                "Then the gold and proxy reward of the pairs the loop trained on, and the gold of "
+                "the best of n had gold picked it: the gap to the chosen column is what the RM's "
+                "errors cost.\n\n" + _md_table(rows, cols),
+                None,
             )
         )
     if data.pair_stats:
@@ -575,6 +715,8 @@ def build_sections(
 SUMMARY_SECTIONS = (
     "Claims of the paper, checked on this run",
     "Policies: gold reward and win-rate against SFT",
+    "Controls",
+    "On-policy diagnostics: the reward model on the policy's own samples",
     "Length bias of the reward model",
     "Reward-model evaluation",
     "Ablations",
@@ -696,6 +838,8 @@ def build_report(params: Params, root: Path = Path(".")) -> ReportData:
     if data.policies.height:
         figs["policies"] = fig_policies(data, fig_dir)
         figs["trajectories"] = fig_trajectories(data, params, fig_dir)
+    if data.policies.height and "proxy_mean" in data.policies.columns:
+        figs["overoptimisation"] = fig_overoptimisation(data, fig_dir)
     if data.pair_stats:
         figs["pairs"] = fig_pairs(data, fig_dir)
     if data.rewards:

@@ -13,7 +13,7 @@ from rlhf.config import RMEvalConfig
 from rlhf.scoring import RewardScorer
 from rlhf.stats import pearson_r
 from rlhf.world.judge import judge
-from rlhf.world.writer import write
+from rlhf.world.writer import DEMONSTRATION_FAMILY, OFFLINE_FAMILIES, write
 
 
 def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[str, Any]:
@@ -22,40 +22,31 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
     scorer = RewardScorer(rm_dir)
     rng = random.Random(f"{cfg.seed}:rm_eval")
     rows = prompts.to_pylist()
-    pair_rows = []
-    for r in rows:
-        text = r["messages"][-1]["content"]
-        for _ in range(cfg.pairs_per_prompt):
-            x = write(text, rng, rng.random(), rng.uniform(0.0, 3.0))
-            y = write(text, rng, rng.random(), rng.uniform(0.0, 3.0))
-            gx, gy = judge(text, x).gold, judge(text, y).gold
-            if gx != gy:
-                pair_rows.append((r, x, y, gx > gy))
-    n = len(pair_rows)
-    rewards = scorer.score(
-        [p[0]["messages"] for p in pair_rows] * 2,
-        [p[1] for p in pair_rows] + [p[2] for p in pair_rows],
-        desc="rm_eval pairs",
-    )
-    correct = (rewards[:n] > rewards[n:]) == np.array([p[3] for p in pair_rows])
-    cats = sorted({p[0]["category"] for p in pair_rows})
+    # Held-out pairs written like the RM's training data (the offline sources' families), and
+    # the same number written by the SFT demonstrator's family: the style the policy samples in.
+    heldout = _pairs(rows, rng, cfg.pairs_per_prompt, OFFLINE_FAMILIES)
+    own_style = _pairs(rows, rng, cfg.pairs_per_prompt, (DEMONSTRATION_FAMILY,))
+    correct = _correct(scorer, heldout)
+    cats = sorted({p[0]["category"] for p in heldout})
     acc = {
         c: round(
             float(
                 np.mean(
-                    [ok for ok, p in zip(correct, pair_rows, strict=True) if p[0]["category"] == c]
+                    [ok for ok, p in zip(correct, heldout, strict=True) if p[0]["category"] == c]
                 )
             ),
             4,
         )
         for c in cats
     }
+    n = len(heldout)
 
     samples = []
     for r in rows:
         text = r["messages"][-1]["content"]
         for _ in range(cfg.samples_per_prompt):
-            samples.append((r, write(text, rng, rng.random(), rng.uniform(0.0, 4.0))))
+            fam = rng.choice(OFFLINE_FAMILIES)
+            samples.append((r, write(text, rng, rng.random(), rng.uniform(0.0, 4.0), fam)))
     rm = scorer.score(
         [s[0]["messages"] for s in samples], [s[1] for s in samples], desc="rm_eval length"
     )
@@ -66,9 +57,37 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
         "accuracy": round(float(correct.mean()), 4),
         "accuracy_by_section": acc,
         "heldout_pairs": n,
+        "accuracy_demonstrator_style": round(float(_correct(scorer, own_style).mean()), 4),
         "length_reward_corr_rm": _mean_corr(lengths, rm, k),
         "length_reward_corr_gold": _mean_corr(lengths, gold, k),
     }
+
+
+def _pairs(rows, rng: random.Random, per_prompt: int, families: tuple[str, ...]) -> list[tuple]:
+    """(prompt row, x, y, x is better) for pairs the gold judge does not tie."""
+    out = []
+    for r in rows:
+        text = r["messages"][-1]["content"]
+        for _ in range(per_prompt):
+            x, y = (
+                write(text, rng, rng.random(), rng.uniform(0.0, 3.0), rng.choice(families))
+                for _ in range(2)
+            )
+            gx, gy = judge(text, x).gold, judge(text, y).gold
+            if gx != gy:
+                out.append((r, x, y, gx > gy))
+    return out
+
+
+def _correct(scorer: RewardScorer, pairs: list[tuple]) -> np.ndarray:
+    """Whether the RM orders each pair as the gold judge does."""
+    n = len(pairs)
+    rewards = scorer.score(
+        [p[0]["messages"] for p in pairs] * 2,
+        [p[1] for p in pairs] + [p[2] for p in pairs],
+        desc="rm_eval pairs",
+    )
+    return (rewards[:n] > rewards[n:]) == np.array([p[3] for p in pairs])
 
 
 def _mean_corr(x: np.ndarray, y: np.ndarray, k: int) -> float:

@@ -147,11 +147,14 @@ EVALUATIONS = pa.schema(
         _f("n_words", pa.int64()),
         _f("gold", pa.float64()),
         _f("correctness", pa.float64(), nullable=True),
+        _f("proxy", pa.float64(), nullable=True),
+        _f("kl_to_sft", pa.float64()),
     ],
     metadata={
         "doc": "A policy's responses to the eval prompts with their judge's scores: the gold "
         "judge's (correctness set), or the reward model's under evaluate.judge=reward_model "
-        "(correctness null)."
+        "(correctness null); the reward model's score (proxy) and the response's KL to SFT "
+        "(kl_to_sft, nats: summed exact next-token KL along the response)."
     },
 )
 

@@ -24,6 +24,11 @@ def main() -> None:
         "--rm", default=str(paths.REWARD_MODEL), help="judge under evaluate.judge=reward_model"
     )
     p.add_argument(
+        "--sft",
+        default="",
+        help="the SFT model, for each response's KL to SFT; empty for SFT itself",
+    )
+    p.add_argument(
         "--baseline", default="", help="the SFT policy's evaluation table; empty for SFT itself"
     )
     args = p.parse_args()
@@ -32,7 +37,15 @@ def main() -> None:
     prompts = read_split(args.prompts, "eval")
     with Timer(f"evaluate@{args.name}"):
         ev = pa.concat_tables(
-            evaluate_policy(cfg, args.name, paths.replicate(args.policy, s), prompts, s, args.rm)
+            evaluate_policy(
+                cfg,
+                args.name,
+                paths.replicate(args.policy, s),
+                prompts,
+                s,
+                args.rm,
+                args.sft or None,
+            )
             for s in params.seeds
         )
     write_table("evaluations", ev, paths.eval_table(args.name))

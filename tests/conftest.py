@@ -24,13 +24,16 @@ SMALL_WORLD = {
         "ultrainteract": 120,
     },
 }
-SMALL_PROMPTS = {"eval_size": 40, "slice_size": 40, "n_slices": 3}
+SMALL_PROMPTS = {"eval_size": 40, "slice_size": 40, "n_slices": 4}
+# The on-policy control on a slice no iteration of a small run uses (the default three use 1-3).
+SMALL_CONTROL = {"prompt_splits": ["train_4"]}
 # The whole loop shrunk to seconds per stage: a 2-layer, 64-wide model and one iteration.
 SMALL_LOOP = {
     # Twice the preference data of SMALL_WORLD: the reward model needs it to beat chance
     # reliably (measured over seeds 0-3: held-out accuracy 0.51-0.66 with 1x, 0.56-0.60 with 2x).
     "world": {**SMALL_WORLD, "sizes": {k: 2 * v for k, v in SMALL_WORLD["sizes"].items()}},
     "prompts": SMALL_PROMPTS,
+    "onpolicy_control": SMALL_CONTROL,
     "base": {
         "vocab_size": 320,
         "hidden_size": 64,
@@ -113,7 +116,9 @@ def small_params():
     from rlhf.config import parse_params
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    deep_update(params, {"world": SMALL_WORLD, "prompts": SMALL_PROMPTS})
+    deep_update(
+        params, {"world": SMALL_WORLD, "prompts": SMALL_PROMPTS, "onpolicy_control": SMALL_CONTROL}
+    )
     return parse_params(params)
 
 

@@ -77,6 +77,7 @@ def test_word_macro_counts_blank_as_zero():
 from rlhf import paths  # noqa: E402
 from rlhf.analytics import (  # noqa: E402
     length_reward_correlations,
+    onpolicy_diagnostics,
     pair_stats,
     register_views,
 )
@@ -247,3 +248,21 @@ def test_rlhf_sql_interactive_session_runs_multiline_statements(loop_project, ca
     out = capsys.readouterr().out
     assert "pairs\n" in out and "scored\n" in out  # .tables
     assert "n\n3\n" in out  # the statement spanning two lines ran once
+
+
+def test_onpolicy_diagnostics_of_a_hand_built_run(loop_project):
+    # gold = 1 - 0.1 * length. iter_1: prompt a's RM order (by length) is exactly gold's reverse;
+    # prompt b's samples tie on gold (no pair to judge) and on the RM (no training pair).
+    con = connect()
+    register_views(con, loop_project)
+    d = {r["iteration"]: r for r in onpolicy_diagnostics(con)}
+    it1, it2 = d["iter_1"], d["iter_2"]
+    assert it1["rm_accuracy"] == 0.0 and it1["gold_pairs"] == 3
+    assert it1["gold_mean"] == pytest.approx((0.6 + 0.8 + 0.9 + 3 * 0.8) / 6)
+    assert (it1["gold_chosen"], it1["gold_rejected"]) == pytest.approx((0.6, 0.9))
+    assert it1["gold_best_of_n"] == pytest.approx(0.9)
+    assert (it1["proxy_chosen"], it1["proxy_rejected"]) == pytest.approx((2.0, 0.0))
+    # iter_2: the RM is wrong on a (long "aaaaaa" first) and right on b.
+    assert it2["rm_accuracy"] == 0.5 and it2["gold_pairs"] == 2
+    assert (it2["gold_chosen"], it2["gold_rejected"]) == pytest.approx((0.65, 0.8))
+    assert it2["gold_best_of_n"] == pytest.approx(0.9)

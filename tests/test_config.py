@@ -44,6 +44,18 @@ def test_repo_params_load_and_match_documented_defaults():
         ),
         ({"mix": {"recipes": "mix1"}}, "mix.recipes: must be a mapping"),
         ({"world": {"sizes": {"hh": 1}}}, "world.sizes.ultrafeedback: missing"),
+        ({"pairs": {"min_margin": -0.1}}, "pairs.min_margin: must be >= 0.0, got -0.1"),
+        (
+            {
+                "iterations": {"iter_1": {"policy_in": "models/sft", "prompt_split": "train_2"}},
+                "onpolicy_control": {"prompt_splits": ["train_2"]},
+            },
+            "onpolicy_control.prompt_splits[0]: 'train_2' is already used by iterations.iter_1",
+        ),
+        (
+            {"onpolicy_control": {"prompt_splits": ["train_9"]}},
+            "onpolicy_control.prompt_splits[0]: 'train_9' is not a training split",
+        ),
     ],
 )
 def test_bad_values_name_the_key(raw, message):

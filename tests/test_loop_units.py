@@ -95,3 +95,34 @@ def test_mean_per_prompt_correlation_is_known_on_crafted_data():
     x = np.array([1, 2, 3, 4, 1, 2, 3, 4], float)
     y = np.array([2, 4, 6, 8, 4, 3, 2, 1], float)
     assert _mean_corr(x, y, 4) == pytest.approx(0.0)  # +1 and -1
+
+
+def test_min_margin_drops_pairs_the_rm_barely_separates_and_counts_them():
+    t = scored({"a": [("4.", 0.9), ("5.", 0.1)], "b": [("red.", 0.52), ("blue.", 0.5)]})
+    pairs, report = select_pairs(PairsConfig(min_margin=0.05), "iter_1", t)
+    assert [r["prompt_id"] for r in pairs.to_pylist()] == ["a"]
+    assert report["dropped"] == {"small_margin": 1}
+    kept, _ = select_pairs(PairsConfig(), "iter_1", t)
+    assert kept.num_rows == 2  # the default keeps every untied pair
+
+
+def test_kl_to_reference_is_zero_for_the_same_model_and_grows_with_a_change(tmp_path):
+    import torch
+
+    from rlhf.generation import kl_to_reference
+    from rlhf.models import save_model, tiny_llama
+
+    tok = train_tokenizer(["the fox is red.", "what is 2 plus 2?", "4."] * 50, 320)
+    model = tiny_llama(tok, 32, 1, 2, 128, seed=0)
+    save_model(model, tok, tmp_path / "ref")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_model(model, tok, tmp_path / "pol")
+    prompts, responses = [PROMPT, PROMPT], ["4.", "the fox is red. 4."]
+    same = kl_to_reference(tmp_path / "ref", tmp_path / "ref", prompts, responses)
+    moved = kl_to_reference(tmp_path / "pol", tmp_path / "ref", prompts, responses)
+    assert np.allclose(same, 0.0, atol=1e-6)
+    assert (moved > 0).all()
+    # Summed over the response's tokens: the longer response carries more of it.
+    assert moved[1] > moved[0]

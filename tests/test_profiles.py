@@ -13,7 +13,7 @@ import yaml
 
 from rlhf import profiles
 from rlhf.config import ConfigError, parse_params
-from tests.conftest import REPO, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
+from tests.conftest import REPO, SMALL_CONTROL, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
 
 
 def _raw_params() -> dict:
@@ -206,6 +206,7 @@ def test_mix_and_prompts_stages_combine_embedded_and_real_sources(tmp_path):
         {
             "world": SMALL_WORLD,
             "prompts": SMALL_PROMPTS,
+            "onpolicy_control": SMALL_CONTROL,
             "mix": {
                 "recipe": "mixed",
                 "recipes": {"mixed": ["shp", "my_hh"]},

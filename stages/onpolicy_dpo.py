@@ -1,0 +1,29 @@
+"""Stage `onpolicy_dpo`: the on-policy offline control. SFT's samples on fresh prompt splits,
+labelled once by the reward model, one DPO run from SFT per seed (rlhf.controls)."""
+
+from _common import Timer, params_or_exit, parser
+
+from rlhf import paths
+from rlhf.controls import onpolicy_control
+from rlhf.io import write_json
+from rlhf.schemas import write_table
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--sft", default=str(paths.SFT_MODEL))
+    p.add_argument("--rm", default=str(paths.REWARD_MODEL))
+    p.add_argument("--prompts", default=str(paths.PROMPTS))
+    p.add_argument("--out", default=str(paths.ONPOLICY_DPO_MODEL))
+    args = p.parse_args()
+    params = params_or_exit(args.params)
+    with Timer("onpolicy_dpo"):
+        scored, pairs, summary = onpolicy_control(params, args.sft, args.rm, args.prompts, args.out)
+    write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
+    write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")
+    write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", {"by_seed": summary})
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
