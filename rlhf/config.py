@@ -225,6 +225,27 @@ class SFTStageConfig:
 
 
 @dataclass(frozen=True)
+class RMBaseConfig:
+    """A base of the reward model's own, wider or deeper than the policy (Gao et al. 2023: a
+    larger proxy RM is what pushes over-optimisation out), pretrained from scratch on world
+    text with the policy's tokenizer. hidden_size 0 = none: the RM starts from the SFT model."""
+
+    hidden_size: int = bounded(0, ge=0)
+    """Model width, units; 0 = no own base (the RM starts from SFT, as in the paper)."""
+    layers: int = bounded(4, ge=1)
+    """Transformer blocks, count."""
+    heads: int = bounded(4, ge=1)
+    """Attention heads, count."""
+    max_texts: int = bounded(8000, ge=0)
+    """Preference-mix conversations pretrained on (a seeded sample), count; 0 = all. The SFT
+    demonstrations are added, so the RM has read the policy's style as the SFT model has."""
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=3.0, lr=2e-3, batch_size=32)
+    )
+    """Pretraining optimiser settings."""
+
+
+@dataclass(frozen=True)
 class RewardModelConfig:
     """Bradley-Terry reward model initialised from the SFT model (paper section 2.2)."""
 
@@ -235,6 +256,8 @@ class RewardModelConfig:
     chat template; empty = the SFT model (paper)."""
     max_pairs: int = bounded(0, ge=0)
     """Cap on preference pairs used (a seeded sample of the mix), count; 0 = all."""
+    base: RMBaseConfig = field(default_factory=RMBaseConfig)
+    """The RM's own base (off by default): wider/deeper than the policy, pretrained on world text."""
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32)
     )

@@ -25,20 +25,37 @@ from rlhf.models import (
 from rlhf.seeds import seeded
 
 
+def world_conversations(prefs: pa.Table, max_texts: int, seed: int) -> list[list[dict]]:
+    """Pretraining text: every chosen and rejected conversation of the mix, shuffled (seeded),
+    the first `max_texts` kept (0 = all)."""
+    rows = prefs.select(["chosen", "rejected"]).to_pylist()
+    convs = [r[k] for r in rows for k in ("chosen", "rejected")]
+    random.Random(seed).shuffle(convs)
+    return convs[:max_texts] if max_texts else convs
+
+
+def pretrain_new(
+    tok, convs: list[list[dict]], hidden: int, layers: int, heads: int, max_len: int, cfg, seed: int
+):
+    """A tiny Llama with `tok`'s vocabulary, pretrained from scratch on `convs`."""
+    texts = [tok.apply_chat_template(c, tokenize=False) for c in convs]
+    model = tiny_llama(tok, hidden, layers, heads, max_len, seed)
+    model, summary = train.pretrain(model, tok, texts, cfg, seed)
+    params = sum(p.numel() for p in model.parameters())
+    return model, {**summary, "texts": len(texts), "params": params}
+
+
 def build_base(
     cfg: BaseConfig, prefs: pa.Table, out_dir: str | Path, max_texts: int
 ) -> dict[str, Any]:
     """Train a BPE tokenizer and pretrain a tiny Llama on world conversations."""
-    rows = prefs.select(["chosen", "rejected"]).to_pylist()
-    convs = [r[k] for r in rows for k in ("chosen", "rejected")]
-    random.Random(cfg.seed).shuffle(convs)
-    convs = convs[:max_texts] if max_texts else convs
+    convs = world_conversations(prefs, max_texts, cfg.seed)
     tok = train_tokenizer((m["content"] for c in convs for m in c), cfg.vocab_size)
-    texts = [tok.apply_chat_template(c, tokenize=False) for c in convs]
-    model = tiny_llama(tok, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_position, cfg.seed)
-    model, summary = train.pretrain(model, tok, texts, cfg.train, cfg.seed)
+    model, summary = pretrain_new(
+        tok, convs, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_position, cfg.train, cfg.seed
+    )
     save_model(model, tok, out_dir)
-    return {**summary, "texts": len(texts), "params": sum(p.numel() for p in model.parameters())}
+    return summary
 
 
 def import_base(cfg: BaseConfig, out_dir: str | Path) -> dict[str, Any]:

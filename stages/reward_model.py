@@ -12,11 +12,19 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--sft", default=str(paths.SFT_MODEL))
     p.add_argument("--mix", default=str(paths.PREFERENCES))
+    p.add_argument(
+        "--demos",
+        default=str(paths.DEMONSTRATIONS),
+        help="pretraining text for reward_model.base (with the mix)",
+    )
     p.add_argument("--out", default=str(paths.REWARD_MODEL))
     args = p.parse_args()
     cfg = params_or_exit(args.params).reward_model
     with Timer("reward_model"):
-        summary = run_reward_model(cfg, args.sft, read_table("preferences", args.mix), args.out)
+        demos = read_table("demonstrations", args.demos) if cfg.base.hidden_size else None
+        summary = run_reward_model(
+            cfg, args.sft, read_table("preferences", args.mix), args.out, demos
+        )
     write_json(paths.REPORTS_DIR / "train" / "reward_model.json", summary)
     print(summary)
 
