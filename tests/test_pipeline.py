@@ -47,7 +47,7 @@ def test_repro_runs_the_whole_loop_and_a_second_repro_runs_nothing(project):
     for m in ("base", "sft", "reward_model"):
         assert (project / "models" / m / "model.safetensors").exists(), m
     # The RLHF part is replicated: one policy per seed.
-    for m in ("offline_dpo", "iter_1"):
+    for m in ("offline_dpo", "onpolicy_dpo", "iter_1"):
         for seed in SMALL_LOOP["seeds"]:
             assert (project / "models" / m / f"seed_{seed}" / "model.safetensors").exists(), m
     again = run_dvc(project, "repro")
@@ -59,7 +59,7 @@ def test_repro_runs_the_whole_loop_and_a_second_repro_runs_nothing(project):
 def test_metrics_list_every_policy(project):
     r = run_dvc(project, "metrics", "show", "--json")
     assert r.returncode == 0, r.stderr
-    for policy in ("sft", "offline_dpo", "iter_1"):
+    for policy in ("sft", "offline_dpo", "onpolicy_dpo", "iter_1"):
         m = json.loads((project / paths.eval_metrics(policy)).read_text())
         for key in ("win_rate_vs_sft", "gold_mean", "lc_win_rate_vs_sft"):
             iv = m[key]
@@ -68,6 +68,31 @@ def test_metrics_list_every_policy(project):
         assert f"reports/eval/{policy}.json" in r.stdout
     sft = json.loads((project / paths.eval_metrics("sft")).read_text())["win_rate_vs_sft"]
     assert sft == {"mean": 0.5, "lo": 0.5, "hi": 0.5}
+
+
+def test_policies_carry_their_distance_from_sft_and_the_proxy_reward(project):
+    kl = {
+        p: json.loads((project / paths.eval_metrics(p)).read_text())["kl_to_sft"]
+        for p in ("sft", "offline_dpo", "onpolicy_dpo", "iter_1")
+    }
+    assert kl["sft"] == {"mean": 0.0, "lo": 0.0, "hi": 0.0}
+    # DPO moved every trained policy away from SFT: a positive KL, interval included.
+    assert all(kl[p]["lo"] > 0 for p in ("offline_dpo", "onpolicy_dpo", "iter_1")), kl
+    ev = read_table("evaluations", project / paths.eval_table("iter_1"))
+    assert ev.column("proxy").null_count == 0 and min(ev.column("kl_to_sft").to_pylist()) >= 0
+
+
+def test_onpolicy_control_samples_sft_on_its_own_splits_and_labels_with_the_rm(project):
+    prompts = read_table("prompts", project / paths.PROMPTS).to_pylist()
+    split = {r["prompt_id"]: r["split"] for r in prompts}
+    scored = read_table("scored", project / paths.CONTROL_DIR / "scored.parquet")
+    pairs = read_table("pairs", project / paths.CONTROL_DIR / "pairs.parquet")
+    assert {split[p] for p in scored.column("prompt_id").to_pylist()} == set(
+        SMALL_LOOP["onpolicy_control"]["prompt_splits"]
+    )
+    assert set(scored.column("policy").to_pylist()) == {"models/sft"}
+    assert sorted(set(pairs.column("seed").to_pylist())) == SMALL_LOOP["seeds"]
+    assert all(r["chosen_reward"] > r["rejected_reward"] for r in pairs.to_pylist())
 
 
 def test_report_renders_every_section_with_its_figures(project):
@@ -83,17 +108,21 @@ def test_report_renders_every_section_with_its_figures(project):
         "Reward-model evaluation",
         "Preference mix",
         "Ablations",
+        "Controls",
+        "Distance from SFT and reward over-optimisation",
+        "On-policy diagnostics: the reward model on the policy's own samples",
     ):
         assert title in html and title in md, title
-    for fig in ("policies", "trajectories", "pairs", "rewards", "length_reward_corr"):
+    figs = ("policies", "trajectories", "overoptimisation", "pairs", "rewards", "length_reward_corr")
+    for fig in figs:
         png = project / paths.FIGURES_DIR / f"{fig}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
         assert f"figures/{fig}.png" in md
-    assert html.count("data:image/png;base64,") == 5  # self-contained
+    assert html.count("data:image/png;base64,") == len(figs)  # self-contained
     # Every claim gets a verdict; none is silently left out.
     verdicts = re.findall(r"<b>(HOLDS|DOES NOT HOLD|NOT MEASURED)</b>", html)
     assert len(verdicts) == 5, verdicts
-    for policy in ("sft", "offline_dpo", "iter_1"):
+    for policy in ("sft", "offline_dpo", "onpolicy_dpo", "iter_1"):
         assert f"<td>{policy}</td>" in html
 
 
