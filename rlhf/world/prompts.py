@@ -65,23 +65,19 @@ def sample_prompt(rng: random.Random, category: str | None = None) -> tuple[str,
             verb, target, _ = rng.choice(kb.BENIGN)
         body = rng.choice(kb.SAFETY_TEMPLATES).format(r=f"{verb} {target}")
     elif category == "reasoning":
-        # One-digit operands: the arithmetic a ~1M-parameter model can learn from this world's
-        # data. With operands up to 40 (and products up to 81) neither the policy (5 % correct)
-        # nor the reward model (chance accuracy on reasoning pairs) could learn it, so 30 % of
-        # the prompts were noise to every stage (measured).
         sub = rng.choice(["plus", "minus", "times", "apples"])
         if sub == "plus":
-            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            a, b = rng.randint(1, 40), rng.randint(1, 40)
             body = f"what is {a} plus {b}?"
         elif sub == "minus":
-            a = rng.randint(2, 12)
+            a = rng.randint(2, 50)
             b = rng.randint(1, a)
             body = f"what is {a} minus {b}?"
         elif sub == "times":
-            a, b = rng.randint(2, 5), rng.randint(2, 5)
+            a, b = rng.randint(2, 9), rng.randint(2, 9)
             body = f"what is {a} times {b}?"
         else:
-            a = rng.randint(3, 12)
+            a = rng.randint(3, 30)
             b = rng.randint(1, a)
             body = f"if i have {a} apples and eat {b}, how many are left?"
     else:

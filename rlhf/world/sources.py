@@ -37,21 +37,13 @@ def rng_for(seed: int, stream: str) -> random.Random:
     return random.Random(f"{seed}:{stream}")
 
 
-Writer = tuple[str, float, float]  # (family, skill, verbosity): one simulated system
-
-
-def _writer(
-    rng: random.Random, source: str, family: str = "", skill: float | None = None
-) -> Writer:
-    """A system that writes for `source`: one of its families (never the SFT demonstrator's),
-    a skill and a verbosity."""
+def _respond(
+    prompt: str, rng: random.Random, source: str, skill: float | None = None, family: str = ""
+) -> str:
+    """A response by one of `source`'s writer families (never the SFT demonstrator's)."""
+    s = rng.random() if skill is None else skill
     fam = family or rng.choice(SOURCE_FAMILIES[source])
-    return fam, (rng.random() if skill is None else skill), rng.uniform(0.0, 3.0)
-
-
-def _respond(prompt: str, rng: random.Random, writer: Writer) -> str:
-    fam, skill, verbosity = writer
-    return write(prompt, rng, skill, verbosity=verbosity, family=fam)
+    return write(prompt, rng, s, verbosity=rng.uniform(0.0, 3.0), family=fam)
 
 
 def _sigmoid(x: float) -> float:
@@ -66,16 +58,13 @@ def hh(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
     rows = []
     for _ in range(n):
         _, prompt = sample_prompt(rng)
-        # HH-RLHF shows the annotator two samples of one assistant: the pair differs by
-        # sampling luck, as on-policy pairs do, not by who wrote it.
-        w = _writer(rng, "hh")
-        a, b = _respond(prompt, rng, w), _respond(prompt, rng, w)
+        a, b = _respond(prompt, rng, "hh"), _respond(prompt, rng, "hh")
         ga, gb = judge(prompt, a).gold, judge(prompt, b).gold
         a_wins = rng.random() < _sigmoid((ga - gb) / cfg.annotator_temperature)
         history: list[tuple[str, str]] = []
         if rng.random() < cfg.multi_turn_rate:
             _, earlier = sample_prompt(rng)
-            history = [(earlier, _respond(earlier, rng, _writer(rng, "hh", skill=0.9)))]
+            history = [(earlier, _respond(earlier, rng, "hh", skill=0.9))]
         chosen, rejected = (a, b) if a_wins else (b, a)
         rows.append(
             {
@@ -105,7 +94,7 @@ def ultrafeedback(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
         _, prompt = sample_prompt(rng)
         completions = []
         for m in rng.sample(["alpha-7b", "beta-13b", "gamma-70b", "delta-2b", "eps-34b"], 4):
-            text = _respond(prompt, rng, _writer(rng, "ultrafeedback", UF_MODEL_FAMILY[m]))
+            text = _respond(prompt, rng, "ultrafeedback", family=UF_MODEL_FAMILY[m])
             v = judge(prompt, text)
             # The AI judge likes long answers: a bonus per word on top of the gold score.
             biased = v.gold + cfg.verbosity_bias * (v.n_words - 12) + rng.gauss(0.0, 0.04)
@@ -137,9 +126,8 @@ def helpsteer(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
     rows = []
     for _ in range(n):
         _, prompt = sample_prompt(rng)
-        w = _writer(rng, "helpsteer")  # HelpSteer: several samples of one model per prompt
         for _ in range(rng.choice([2, 3, 3])):
-            text = _respond(prompt, rng, w)
+            text = _respond(prompt, rng, "helpsteer")
             v = judge(prompt, text)
 
             def q(x: float) -> int:
@@ -176,7 +164,7 @@ def shp(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
         popularity = rng.uniform(0.5, 3.0)
         replies = []
         for _ in range(rng.choice([3, 4, 4, 5])):
-            text = _respond(prompt, rng, _writer(rng, "shp"))  # each reply by another person
+            text = _respond(prompt, rng, "shp")
             g = judge(prompt, text).gold
             votes = max(1, round(math.exp(popularity + 3.0 * g + rng.gauss(0.0, 0.5))))
             replies.append((text, votes))
@@ -217,8 +205,7 @@ def pku_safe(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
     rows = []
     for _ in range(n):
         _, prompt = sample_prompt(rng, category="safety")
-        w = _writer(rng, "pku_safe")  # PKU-SafeRLHF: two samples of one model
-        r0, r1 = _respond(prompt, rng, w), _respond(prompt, rng, w)
+        r0, r1 = _respond(prompt, rng, "pku_safe"), _respond(prompt, rng, "pku_safe")
         v0, v1 = judge(prompt, r0), judge(prompt, r1)
         harmful = _is_harmful(prompt)
         safe0 = not (harmful and "first" in words(r0))
@@ -266,9 +253,8 @@ def ultrainteract(cfg: WorldConfig, rng: random.Random, n: int) -> list[Row]:
         _, prompt = sample_prompt(rng, category="reasoning")
         for k in range(rng.choice([1, 1, 2])):
             good = bad = None
-            w = _writer(rng, "ultrainteract")  # one model's correct and incorrect attempts
             for _ in range(50):  # rejection-sample one correct and one incorrect answer
-                text = _respond(prompt, rng, w)
+                text = _respond(prompt, rng, "ultrainteract")
                 if judge(prompt, text).correctness == 1.0:
                     good = good or text
                 else:
