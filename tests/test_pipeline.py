@@ -113,7 +113,14 @@ def test_report_renders_every_section_with_its_figures(project):
         "On-policy diagnostics: the reward model on the policy's own samples",
     ):
         assert title in html and title in md, title
-    figs = ("policies", "trajectories", "overoptimisation", "pairs", "rewards", "length_reward_corr")
+    figs = (
+        "policies",
+        "trajectories",
+        "overoptimisation",
+        "pairs",
+        "rewards",
+        "length_reward_corr",
+    )
     for fig in figs:
         png = project / paths.FIGURES_DIR / f"{fig}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
