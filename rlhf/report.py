@@ -667,11 +667,19 @@ def build_sections(
         rm = data.rm_eval
         rows = [{"section": k, "accuracy": v} for k, v in sorted(rm["accuracy_by_section"].items())]
         rows.append({"section": "all", "accuracy": rm["accuracy"]})
+        if "accuracy_demonstrator_style" in rm:
+            rows.append(
+                {
+                    "section": "all, written in the policy's (tutor) style",
+                    "accuracy": rm["accuracy_demonstrator_style"],
+                }
+            )
         s.append(
             (
                 "Reward-model evaluation",
-                f"Accuracy against the gold judge on {rm['heldout_pairs']} held-out pairs.\n\n"
-                + _md_table(rows, [("section", "section"), ("accuracy", "accuracy")]),
+                f"Accuracy against the gold judge on {rm['heldout_pairs']} held-out pairs written by the "
+                "offline sources' families, per section; then on pairs drawn the same way in the SFT "
+                "style.\n\n" + _md_table(rows, [("section", "section"), ("accuracy", "accuracy")]),
                 None,
             )
         )

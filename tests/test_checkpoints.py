@@ -104,12 +104,10 @@ def _reward_dir(tmp_path, name, template=None):
     return tmp_path / name
 
 
-def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_template(tmp_path):
-    from rlhf.reward import run_reward_model
+def _one_pair_mix():
+    """A mix of 16 copies of one pair: "4." preferred to "the fox is red." for 2 plus 2."""
     from rlhf.schemas import PREFERENCES
 
-    policy_dir = _reward_dir(tmp_path, "sft", None)  # the policy: the ChatML-like default
-    rm_base = _reward_dir(tmp_path, "rm_base", PLAIN_CHAT_TEMPLATE)
     pair = {
         "pair_id": "p",
         "prompt_id": "x",
@@ -122,7 +120,15 @@ def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_tem
         "annotator": "a",
         "source_row": 0,
     }
-    prefs = pa.Table.from_pylist([pair] * 16, schema=PREFERENCES)
+    return pa.Table.from_pylist([pair] * 16, schema=PREFERENCES)
+
+
+def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_template(tmp_path):
+    from rlhf.reward import run_reward_model
+
+    policy_dir = _reward_dir(tmp_path, "sft", None)  # the policy: the ChatML-like default
+    rm_base = _reward_dir(tmp_path, "rm_base", PLAIN_CHAT_TEMPLATE)
+    prefs = _one_pair_mix()
     cfg = RewardModelConfig(
         model_path=str(rm_base),
         train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1),
@@ -214,23 +220,11 @@ def test_reward_model_with_its_own_wider_base_is_pretrained_then_learns_the_pair
 
     from rlhf.config import RMBaseConfig
     from rlhf.reward import run_reward_model
-    from rlhf.schemas import DEMONSTRATIONS, PREFERENCES
+    from rlhf.schemas import DEMONSTRATIONS
 
     policy_dir = _reward_dir(tmp_path, "sft", None)  # 32 wide, 1 layer
     conv = PROMPT[0] + [{"role": "assistant", "content": "4."}]
-    pair = {
-        "pair_id": "p",
-        "prompt_id": "x",
-        "source": "s",
-        "chosen": conv,
-        "rejected": PROMPT[0] + [{"role": "assistant", "content": "the fox is red."}],
-        "chosen_score": None,
-        "rejected_score": None,
-        "margin": None,
-        "annotator": "a",
-        "source_row": 0,
-    }
-    prefs = pa.Table.from_pylist([pair] * 16, schema=PREFERENCES)
+    prefs = _one_pair_mix()
     demos = pa.Table.from_pylist(
         [{"messages": conv, "category": "reasoning", "prompt_id": "x"}] * 8,
         schema=DEMONSTRATIONS,
