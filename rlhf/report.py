@@ -619,7 +619,7 @@ def build_sections(
         ]
         s.append(
             (
-                "On-policy diagnostics: the reward model on the policy's own samples",
+                "On-policy diagnostics: the reward model on the samples it labels",
                 "Per iteration, over every pair of one prompt's n samples that the gold judge does "
                 "not tie: how often the RM (length-penalised score) orders them as gold does, next "
                 "to its accuracy on held-out pairs written by the offline sources' model families. "
@@ -724,7 +724,7 @@ SUMMARY_SECTIONS = (
     "Claims of the paper, checked on this run",
     "Policies: gold reward and win-rate against SFT",
     "Controls",
-    "On-policy diagnostics: the reward model on the policy's own samples",
+    "On-policy diagnostics: the reward model on the samples it labels",
     "Length bias of the reward model",
     "Reward-model evaluation",
     "Ablations",

@@ -110,7 +110,7 @@ def test_report_renders_every_section_with_its_figures(project):
         "Ablations",
         "Controls",
         "Distance from SFT and reward over-optimisation",
-        "On-policy diagnostics: the reward model on the policy's own samples",
+        "On-policy diagnostics: the reward model on the samples it labels",
     ):
         assert title in html and title in md, title
     figs = (
@@ -141,7 +141,7 @@ def test_dvc_plots_render_from_the_report_series(project, tmp_path):
     for series in ("reports/plots/policies.csv", "reports/plots/length_reward_corr.csv"):
         assert out[series] and "content" in out[series][0], (series, list(out))
     pngs = [k for k in out if k.endswith(".png")]
-    assert len(pngs) == 5 and all("url" in out[k][0] for k in pngs), list(out)
+    assert len(pngs) == 6 and all("url" in out[k][0] for k in pngs), list(out)
 
 
 def rlhf_sql_csv(project, query):
