@@ -581,7 +581,7 @@ def build_sections(
                 "trajectories",
             )
         )
-    if "onpolicy_dpo" in set(data.policies["policy"]) if data.policies.height else False:
+    if data.policies.height and "onpolicy_dpo" in data.policies["policy"].to_list():
         s.append(("Controls", controls_markdown(data), None))
     if "kl_to_sft" in data.policies.columns:
         rows = [
