@@ -91,17 +91,95 @@ def cmd_sql(args: argparse.Namespace) -> int:
             buf = []
 
 
+EXIT_OK, EXIT_QUALITY, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+"""Exit codes of `rlhf convert` / `rlhf prompts` (README: "When conversion fails")."""
+
+
+def _print_quarantine(quarantine: list[dict], rows) -> None:
+    """Counts per reason, each with its first example: where (file and 1-based line or row),
+    the dataset's field and what is wrong."""
+    from rlhf.datafiles import where
+
+    first: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    for q in quarantine:
+        counts[q["reason"]] = counts.get(q["reason"], 0) + 1
+        first.setdefault(q["reason"], q)
+    for reason in sorted(counts):
+        q = first[reason]
+        fld = f" field {q['field']!r}:" if q["field"] else ""
+        print(
+            f"    {reason}: {counts[reason]}  (first: {where(rows, q['source_row'])}:{fld} {q['detail']})"
+        )
+
+
+def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str, suggest) -> int:
+    """EXIT_QUALITY when nothing is kept or defects (not the paper's filter rules) exceed
+    `max_share` of the rows read; prints why, and a better --from when one fits the rows."""
+    from rlhf.mix import FILTER_REASONS
+
+    defects = sum(1 for q in quarantine if q["reason"] not in FILTER_REASONS)
+    share = defects / max(len(rows), 1)
+    problem = None
+    if kept == 0:
+        problem = "nothing kept"
+    elif share > max_share:
+        problem = f"{defects} defective rows ({share:.1%}) exceed --max-quarantine {max_share:g}"
+    if problem is None:
+        return EXIT_OK
+    hint = suggest(rows) if suggest else None
+    if hint and hint != fmt:
+        problem += f"; did you mean --from {hint}?"
+    print(f"error: {problem}", file=sys.stderr)
+    return EXIT_QUALITY
+
+
+def _guard(fn, args: argparse.Namespace) -> int:
+    """One-line errors with meaningful exit codes; `--debug` shows the traceback instead."""
+    from rlhf.datafiles import DataError, UsageError
+
+    try:
+        return fn(args)
+    except (UsageError, DataError, FileNotFoundError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, UsageError) else EXIT_UNREADABLE
+
+
+def _sniffed(rows) -> str | None:
+    from rlhf.formats import sniff
+
+    return sniff(rows)[0]
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    return _guard(_convert, args)
+
+
+def _convert(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import pyarrow.parquet as pq
+    from rlhf.datafiles import UsageError, check_outputs, load_rows, sibling, write_output
+    from rlhf.formats import FORMATS, convert_rows, sniff, to_output
+    from rlhf.schemas import validate
 
-    from rlhf.formats import FORMATS, convert_rows, load_rows, to_output
-    from rlhf.io import atomic_path
-    from rlhf.schemas import write_table
-
-    fmt = FORMATS[args.fmt]
-    flt = fmt.default_filter
+    quarantine_path = (
+        Path(args.quarantine) if args.quarantine else sibling(args.output, "quarantine")
+    )
+    check_outputs([args.input], [args.output, quarantine_path])
+    rows = load_rows(args.input, args.split)
+    name = args.fmt
+    if name == "auto":
+        name, share = sniff(rows)
+        if name is None:
+            keys = sorted({k for r in rows[:200] if isinstance(r, dict) for k in r})
+            raise UsageError(
+                f"{args.input}: no known format fits its rows (fields: {', '.join(keys[:12])}); "
+                f"pick one with --from (rlhf convert --help lists them)"
+            )
+        print(f"--from auto: {name} ({share:.0%} of the first rows have its fields)")
+    fmt = FORMATS[name]
     overrides = {
         k: v
         for k, v in (
@@ -112,55 +190,57 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    flt = dataclasses.replace(flt, **overrides)
-    try:
-        rows = load_rows(args.input, args.split)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    res = convert_rows(args.fmt, rows, flt, args.seed, args.source)
-    prefs = pa_table(res.pairs, "preferences")
-    out, lost = to_output(prefs, args.to)
+    flt = dataclasses.replace(fmt.default_filter, **overrides)
+    res = convert_rows(name, rows, flt, args.seed, args.source)
+    out, lost = to_output(pa_table(res.pairs, "preferences"), args.to)
     if args.to == "standard":
-        write_table("preferences", out, args.output)
-    else:  # the other formats have no schema of ours to validate against
-        with atomic_path(args.output) as tmp:
-            pq.write_table(out, tmp)
-    quarantine = Path(args.quarantine or Path(args.output).with_suffix(".quarantine.parquet"))
-    write_table("quarantine", pa_table(res.quarantine, "quarantine"), quarantine)
-    print(f"{args.input} ({args.fmt}, mirrors {fmt.mirrors}): {res.raw_rows} rows read")
-    print(f"  kept {len(res.pairs)} pairs -> {args.output} ({args.to})")
+        out = validate("preferences", out, args.output)
+    print(f"{args.input} ({name}, mirrors {fmt.mirrors}): {res.raw_rows} rows read")
+    if res.pairs:
+        write_output(out, args.output)
+        print(f"  kept {len(res.pairs)} pairs -> {args.output} ({args.to})")
+    else:
+        print(f"  kept 0 pairs; {args.output} not written")
     if lost:
         print(
             f"  {lost} kept pairs have multi-turn or system context that {args.to} cannot hold; "
             f"not written (use --to trl to keep them)"
         )
-    print(f"  quarantined {len(res.quarantine)} -> {quarantine}")
-    for reason, n in res.reasons().items():
-        print(f"    {reason}: {n}")
-    return 0
+    write_output(
+        validate("quarantine", pa_table(res.quarantine, "quarantine"), quarantine_path),
+        quarantine_path,
+    )
+    print(f"  quarantined {len(res.quarantine)} -> {quarantine_path}")
+    _print_quarantine(res.quarantine, rows)
+    return _verdict(len(res.pairs), res.quarantine, rows, args.max_quarantine, name, _sniffed)
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    from rlhf.formats import load_rows
-    from rlhf.prompt_sources import convert_prompts
-    from rlhf.schemas import write_table
+    return _guard(_prompts, args)
 
-    try:
-        rows = load_rows(args.input, args.split)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+
+def _prompts(args: argparse.Namespace) -> int:
+    from rlhf.datafiles import check_outputs, load_rows, sibling, write_output
+    from rlhf.prompt_sources import convert_prompts
+    from rlhf.schemas import validate
+
+    qpath = sibling(args.output, "quarantine")
+    check_outputs([args.input], [args.output, qpath])
+    rows = load_rows(args.input, args.split)
     pool, quarantine, report = convert_prompts(args.fmt, rows, args.source)
-    write_table("prompt_pool", pool, args.output)
-    qpath = Path(args.output).with_suffix(".quarantine.parquet")
-    write_table("quarantine", pa_table(quarantine, "quarantine"), qpath)
     print(
         f"{args.input} ({args.fmt}): {report['rows']} rows, {report['prompts']} prompts "
-        f"({report['unique_prompts']} unique, {report['duplicates']} duplicates) -> {args.output}"
+        f"({report['unique_prompts']} unique, {report['duplicates']} duplicates)"
     )
-    print(f"  quarantined {len(quarantine)} -> {qpath} {report['quarantined']}")
-    return 0
+    if pool.num_rows:
+        write_output(validate("prompt_pool", pool, args.output), args.output)
+        print(f"  -> {args.output}")
+    else:
+        print(f"  no prompts; {args.output} not written")
+    write_output(validate("quarantine", pa_table(quarantine, "quarantine"), qpath), qpath)
+    print(f"  quarantined {len(quarantine)} -> {qpath}")
+    _print_quarantine(quarantine, rows)
+    return _verdict(pool.num_rows, quarantine, rows, args.max_quarantine, args.fmt, None)
 
 
 def pa_table(rows: list[dict], name: str):
@@ -202,6 +282,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quality_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--max-quarantine",
+        type=float,
+        default=0.1,
+        help="exit 1 when defective rows (not the paper's filter rules) exceed this share of "
+        "the rows read (default 0.1)",
+    )
+    sp.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -232,9 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         "paper's filter for it, write the kept pairs and a quarantine table "
         "with a reason for every dropped row.",
     )
-    c.add_argument("--from", dest="fmt", required=True, choices=list(FORMATS))
+    c.add_argument(
+        "--from",
+        dest="fmt",
+        required=True,
+        choices=["auto", *FORMATS],
+        help="the input's schema; auto: the format whose fields the rows have",
+    )
     c.add_argument("input")
-    c.add_argument("output", help="output .parquet")
+    c.add_argument("output", help="output .parquet, .jsonl or .jsonl.gz (the suffix decides)")
     c.add_argument("--to", choices=OUTPUTS, default="standard")
     c.add_argument("--quarantine", help="default: <output>.quarantine.parquet")
     c.add_argument("--split", default="train", help="hub split (hub ids only)")
@@ -244,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--min-ratio", type=float)
     c.add_argument("--max-pairs-per-prompt", type=int)
     c.add_argument("--label", choices=["safer", "better"])
+    _quality_flags(c)
     c.set_defaults(func=cmd_convert)
 
     from rlhf.prompt_sources import PROMPT_FORMATS
@@ -251,9 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("prompts", help="a public prompt dataset -> a prompt-pool table")
     pr.add_argument("--from", dest="fmt", required=True, choices=list(PROMPT_FORMATS))
     pr.add_argument("input")
-    pr.add_argument("output", help="output .parquet (prompt_pool schema)")
+    pr.add_argument("output", help="output .parquet / .jsonl / .jsonl.gz (prompt_pool schema)")
     pr.add_argument("--split", default="train")
     pr.add_argument("--source", help="source / category name (default: the format)")
+    _quality_flags(pr)
     pr.set_defaults(func=cmd_prompts)
 
     pf = sub.add_parser(

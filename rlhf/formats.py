@@ -12,22 +12,23 @@ the RLHFlow message format and TRL's conversational and plain-text preference fo
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from rlhf.config import SourceFilter
+from rlhf.datafiles import load_rows
+from rlhf.messages import content_text, to_trl_preference
 from rlhf.mix import (
     AdaptResult,
     Candidate,
     Drop,
     Row,
     _assistant,
+    _fields,
     _missing,
     _user,
     adapt_helpsteer,
@@ -38,6 +39,7 @@ from rlhf.mix import (
     adapt_ultrainteract,
     run_adapter,
 )
+from rlhf.schemas import MESSAGES
 
 Adapter = Callable[[list[Row], SourceFilter, random.Random], Iterator[Candidate | Drop]]
 
@@ -101,7 +103,9 @@ def adapt_codeultrafeedback(
     rationale}] (ratings are strings "1".."5"): best-rated vs a random completion rated at
     least `min_margin` lower, as for UltraFeedback."""
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("instruction", "responses", "annotations")):
+        if d := _fields(
+            row, i, {"instruction": "text", "responses": "list", "annotations": "list"}
+        ):
             yield d
             continue
         texts = {r.get("model"): r.get("response") for r in row["responses"] or []}
@@ -160,7 +164,9 @@ def adapt_argilla_math(
     rows: list[Row], flt: SourceFilter, rng: random.Random
 ) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("instruction", "chosen_response", "rejected_response")):
+        if d := _fields(
+            row, i, {"instruction": "text", "chosen_response": "text", "rejected_response": "text"}
+        ):
             yield d
             continue
         yield _rated_pair(
@@ -186,7 +192,9 @@ def adapt_orca_dpo(
     tie / unchanged / swapped. Ties and GSM8K-train contamination are quarantined, as the
     dataset card recommends."""
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("input", "chosen", "rejected")):
+        if d := _fields(
+            row, i, {"input": "text", "chosen": "text", "rejected": "text"}, {"system": "text"}
+        ):
             yield d
             continue
         if row.get("status") == "tie":
@@ -227,10 +235,34 @@ def adapt_orca_dpo(
         )
 
 
+_ROLES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "system": "system",
+}
+
+
+def _message(m: Any) -> dict | None:
+    """One message as {role, content}: OpenAI style (`role`, `content`, which may be a list of
+    typed parts) or ShareGPT style (`from`, `value`); None if it is neither."""
+    if not isinstance(m, dict):
+        return None
+    role = m.get("role", m.get("from"))
+    content = content_text(m["content"] if "content" in m else m.get("value"))
+    if not isinstance(role, str) or content is None:
+        return None
+    return {"role": _ROLES.get(role, role), "content": content}
+
+
 def _messages(v: Any) -> list[dict] | None:
+    """A message list, or None if `v` is not a list or any item is not a text message (a
+    defect is never skipped silently)."""
     if not isinstance(v, list):
         return None
-    return [{"role": m.get("role"), "content": m.get("content")} for m in v if isinstance(m, dict)]
+    msgs = [_message(m) for m in v]
+    return None if any(m is None for m in msgs) else msgs
 
 
 def _pair_messages(
@@ -248,7 +280,7 @@ def _read_pair(i: int, row: Row) -> Drop | tuple[list[dict], list[dict]]:
     if d := _missing(row, i, ("chosen", "rejected")):
         return d
     return _pair_messages(
-        i, row, row["chosen"], row["rejected"], "not a list of {role, content} messages"
+        i, row, row["chosen"], row["rejected"], "not a list of text messages ({role, content})"
     )
 
 
@@ -344,6 +376,169 @@ def adapt_trl(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterato
         yield Candidate(i, c, r)
 
 
+# --- HuggingFaceH4/ultrafeedback_binarized ------------------------------------------------------
+
+
+def adapt_ultrafeedback_binarized(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    """prompt (string), chosen / rejected (full conversations: the user turn, then the
+    answer), score_chosen / score_rejected (kept, and checked against the label)."""
+    for i, row in enumerate(rows):
+        if d := _fields(
+            row,
+            i,
+            {"prompt": "text", "chosen": "list", "rejected": "list"},
+            {"score_chosen": "number", "score_rejected": "number"},
+        ):
+            yield d
+            continue
+        msgs = _read_pair(i, row)
+        if isinstance(msgs, Drop):
+            yield msgs
+            continue
+        chosen, rejected = msgs
+        # Some copies hold only the answer in chosen / rejected; the prompt is then prepended.
+        p = [_user(row["prompt"])]
+        chosen = chosen if chosen[:1] and chosen[0]["role"] != "assistant" else p + chosen
+        rejected = rejected if rejected[:1] and rejected[0]["role"] != "assistant" else p + rejected
+        cs, rs = row.get("score_chosen"), row.get("score_rejected")
+        if cs is None or rs is None:
+            yield Candidate(i, chosen, rejected)
+            continue
+        if cs == rs:
+            yield Drop(
+                i, "tied_rating", "score_chosen", f"score_chosen = score_rejected = {cs}", row
+            )
+            continue
+        checked = _check_ratings(i, row, cs, rs, ("score_chosen", "score_rejected"), flt)
+        yield checked if isinstance(checked, Drop) else Candidate(i, chosen, rejected, *checked)
+
+
+# --- ShareGPT / LLaMA-Factory preference data ---------------------------------------------------
+
+
+def _one_answer(v: Any) -> list[dict] | None:
+    """A ShareGPT `chosen` / `rejected`: one {from, value} object, or a list of messages."""
+    return _messages([v]) if isinstance(v, dict) else _messages(v)
+
+
+def adapt_sharegpt(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    """LLaMA-Factory's ShareGPT preference rows: `conversations` ({from, value} turns; or
+    `messages` with {role, content}), an optional `system` string, and `chosen` / `rejected`
+    as one {from, value} answer each (or message lists). Multi-turn context is kept whole."""
+    for i, row in enumerate(rows):
+        key = "messages" if isinstance(row, dict) and "messages" in row else "conversations"
+        if d := _fields(
+            row,
+            i,
+            {key: "list", "chosen": "object or list", "rejected": "object or list"},
+            {"system": "text"},
+        ):
+            yield d
+            continue
+        context = _messages(row[key])
+        if context is None:
+            yield Drop(i, "malformed", key, "not a list of {from, value} turns", row)
+            continue
+        if context and context[0]["role"] != "system" and (row.get("system") or "").strip():
+            context = [{"role": "system", "content": row["system"]}, *context]
+        c, r = _one_answer(row["chosen"]), _one_answer(row["rejected"])
+        if c is None or r is None:
+            bad = "chosen" if c is None else "rejected"
+            yield Drop(i, "malformed", bad, "not a {from, value} answer", row)
+            continue
+        yield Candidate(i, context + c, context + r)
+
+
+# --- Alpaca-style preference rows (LLaMA-Factory `ranking: true`) -------------------------------
+
+
+def alpaca_context(row: Row, i: int) -> list[dict] | Drop:
+    """Alpaca fields as messages: `system`, `history` ([[query, answer], ...]) as earlier
+    turns, then `instruction` and `input` joined by a newline (LLaMA-Factory's rule), byte for
+    byte; an empty `input` adds nothing."""
+    if d := _fields(
+        row, i, {"instruction": "text"}, {"input": "text", "system": "text", "history": "list"}
+    ):
+        return d
+    msgs = (
+        [{"role": "system", "content": row["system"]}] if (row.get("system") or "").strip() else []
+    )
+    for j, turn in enumerate(row.get("history") or []):
+        if not (
+            isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)
+        ):
+            return Drop(
+                i, "malformed", f"history[{j}]", "not a [query, answer] pair of strings", row
+            )
+        msgs += [_user(turn[0]), _assistant(turn[1])]
+    text = row["instruction"]
+    if (row.get("input") or "").strip():
+        text = f"{text}\n{row['input']}" if text.strip() else row["input"]
+    return [*msgs, _user(text)]
+
+
+def adapt_alpaca(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    """instruction (+ input, system, history), chosen / rejected answer strings."""
+    for i, row in enumerate(rows):
+        if d := _fields(row, i, {"instruction": "text", "chosen": "text", "rejected": "text"}):
+            yield d
+            continue
+        ctx = alpaca_context(row, i)
+        if isinstance(ctx, Drop):
+            yield ctx
+            continue
+        yield Candidate(i, ctx + [_assistant(row["chosen"])], ctx + [_assistant(row["rejected"])])
+
+
+# --- Pairwise human-judged sets (PandaLM test set) ----------------------------------------------
+
+_JUDGE_FIELDS = ("annotator1", "annotator2", "annotator3")
+
+
+def adapt_pairwise_judged(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    """instruction + input, response1 / response2, and annotator labels (1: response1 is
+    better, 2: response2 is better, 0: tie). The majority label decides; a row without a
+    strict majority for one response (ties included) is quarantined as `no_majority`. Scores:
+    the number of annotators on each side."""
+    for i, row in enumerate(rows):
+        if d := _fields(
+            row,
+            i,
+            {"instruction": "text", "response1": "text", "response2": "text"},
+            dict.fromkeys(_JUDGE_FIELDS, "integer"),
+        ):
+            yield d
+            continue
+        labels = {f: row[f] for f in _JUDGE_FIELDS if row.get(f) is not None}
+        if not labels:
+            yield Drop(i, "missing_field", "annotator1", "no annotator label", row)
+            continue
+        if bad := next((f for f, v in labels.items() if v not in (0, 1, 2)), None):
+            yield Drop(i, "invalid_label", bad, f"{bad}={labels[bad]} is not 0, 1 or 2", row)
+            continue
+        votes = [list(labels.values()).count(k) for k in (1, 2)]
+        if votes[0] == votes[1] or max(votes) * 2 <= len(labels):
+            yield Drop(i, "no_majority", "annotator1", f"labels {list(labels.values())}", row)
+            continue
+        ctx = alpaca_context(row, i)
+        if isinstance(ctx, Drop):
+            yield ctx
+            continue
+        win = 1 if votes[0] > votes[1] else 2
+        a, b = row[f"response{win}"], row[f"response{3 - win}"]
+        yield Candidate(
+            i, ctx + [_assistant(a)], ctx + [_assistant(b)], float(max(votes)), float(min(votes))
+        )
+
+
 # --- The registry ------------------------------------------------------------------------------
 
 
@@ -358,18 +553,48 @@ class Format:
     """The public dataset (hub id) whose published schema this adapter reads."""
     default_filter: SourceFilter
     """The paper's filtering rule for it (overridable with `rlhf convert` flags / params)."""
+    fields: dict[str, str]
+    """Published fields every row needs, with their kind; `--from auto` matches rows on them."""
+    looks_like: Callable[[Row], bool] = lambda row: True
+    """Extra test for `--from auto` where field names alone are ambiguous."""
 
 
+def _hh_transcript(row: Row) -> bool:
+    return "\n\nHuman:" in str(row.get("chosen"))
+
+
+def _no_scores(row: Row) -> bool:
+    return "score_chosen" not in row and "rating_chosen" not in row
+
+
+T, N, L, A = "text", "number", "list", "any"
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("hh-rlhf", adapt_hh, "human_bt", "Anthropic/hh-rlhf", SourceFilter()),
+        Format(
+            "hh-rlhf",
+            adapt_hh,
+            "human_bt",
+            "Anthropic/hh-rlhf",
+            SourceFilter(),
+            {"chosen": T, "rejected": T},
+            _hh_transcript,
+        ),
         Format(
             "shp",
             adapt_shp,
             "reddit_votes",
             "stanfordnlp/SHP",
             SourceFilter(min_ratio=2.0, max_pairs_per_prompt=5),
+            {
+                "post_id": A,
+                "history": T,
+                "human_ref_A": T,
+                "human_ref_B": T,
+                "labels": A,
+                "score_A": N,
+                "score_B": N,
+            },
         ),
         Format(
             "helpsteer",
@@ -377,6 +602,7 @@ FORMATS: dict[str, Format] = {
             "human_attributes_0_4",
             "nvidia/HelpSteer",
             SourceFilter(min_margin=1.0),
+            {"prompt": T, "response": T, "helpfulness": N, "correctness": N},
         ),
         Format(
             "pku-saferlhf",
@@ -384,6 +610,7 @@ FORMATS: dict[str, Format] = {
             "human_safety",
             "PKU-Alignment/PKU-SafeRLHF",
             SourceFilter(label="safer"),
+            {"prompt": T, "response_0": T, "response_1": T, "safer_response_id": A},
         ),
         Format(
             "ultrafeedback",
@@ -391,6 +618,15 @@ FORMATS: dict[str, Format] = {
             "ai_rating_1_10",
             "openbmb/UltraFeedback",
             SourceFilter(min_margin=1.0),
+            {"instruction": T, "completions": L},
+        ),
+        Format(
+            "ultrafeedback-binarized",
+            adapt_ultrafeedback_binarized,
+            "ai_rating_1_10",
+            "HuggingFaceH4/ultrafeedback_binarized",
+            SourceFilter(),
+            {"prompt": T, "chosen": L, "rejected": L, "score_chosen": N, "score_rejected": N},
         ),
         Format(
             "ultrainteract",
@@ -398,6 +634,7 @@ FORMATS: dict[str, Format] = {
             "answer_correctness",
             "openbmb/UltraInteract_pair",
             SourceFilter(),
+            {"trajectory": L, "chosen": T, "rejected": T},
         ),
         Format(
             "codeultrafeedback",
@@ -405,6 +642,7 @@ FORMATS: dict[str, Format] = {
             "ai_rating_1_5",
             "coseus/CodeUltraFeedback",
             SourceFilter(min_margin=1.0),
+            {"instruction": T, "responses": L, "annotations": L},
         ),
         Format(
             "argilla-math",
@@ -412,6 +650,7 @@ FORMATS: dict[str, Format] = {
             "ai_rating_1_10",
             "argilla/distilabel-math-preference-dpo",
             SourceFilter(min_margin=1.0),
+            {"instruction": T, "chosen_response": T, "rejected_response": T},
         ),
         Format(
             "orca-dpo",
@@ -419,6 +658,7 @@ FORMATS: dict[str, Format] = {
             "ai_rating_1_10",
             "argilla/distilabel-intel-orca-dpo-pairs",
             SourceFilter(min_margin=1.0),
+            {"input": T, "chosen": T, "rejected": T, "system": T},
         ),
         Format(
             "capybara",
@@ -426,11 +666,80 @@ FORMATS: dict[str, Format] = {
             "ai_rating_1_5",
             "argilla/distilabel-capybara-dpo-7k-binarized",
             SourceFilter(min_margin=1.0),
+            {"chosen": L, "rejected": L, "rating_chosen": N, "rating_rejected": N},
         ),
-        Format("rlhflow", adapt_rlhflow, "unknown", "RLHFlow/*-standard", SourceFilter()),
-        Format("trl", adapt_trl, "unknown", "trl-lib/* preference datasets", SourceFilter()),
+        Format(
+            "sharegpt",
+            adapt_sharegpt,
+            "unknown",
+            "hiyouga/LLaMA-Factory sharegpt preference data (`ranking: true`)",
+            SourceFilter(),
+            {"conversations": L, "chosen": "object or list", "rejected": "object or list"},
+        ),
+        Format(
+            "alpaca",
+            adapt_alpaca,
+            "unknown",
+            "hiyouga/LLaMA-Factory alpaca preference data (`ranking: true`)",
+            SourceFilter(),
+            {"instruction": T, "chosen": T, "rejected": T},
+        ),
+        Format(
+            "pairwise-judged",
+            adapt_pairwise_judged,
+            "human_majority",
+            "WeOpenML/PandaLM test set (response1/2, annotator1..3)",
+            SourceFilter(),
+            {"instruction": T, "response1": T, "response2": T, "annotator1": N},
+        ),
+        Format(
+            "rlhflow",
+            adapt_rlhflow,
+            "unknown",
+            "RLHFlow/*-standard",
+            SourceFilter(),
+            {"chosen": L, "rejected": L},
+            _no_scores,
+        ),
+        Format(
+            "trl",
+            adapt_trl,
+            "unknown",
+            "trl-lib/* preference datasets",
+            SourceFilter(),
+            {"prompt": "text or list", "chosen": "text or list", "rejected": "text or list"},
+            lambda row: isinstance(row.get("prompt"), type(row.get("chosen"))),
+        ),
     )
 }
+
+
+def matches(fmt: Format, row: Any) -> int:
+    """How well `row` fits `fmt`: 0 if a needed field is absent or of another kind, else
+    1 + the number of the format's fields it has (more specific formats win ties)."""
+    if not isinstance(row, dict):
+        return 0
+    from rlhf.mix import _KINDS
+
+    for f, kind in fmt.fields.items():
+        if row.get(f) is None or not _KINDS[kind](row[f]):
+            return 0
+    return 1 + len(fmt.fields) if fmt.looks_like(row) else 0
+
+
+def sniff(rows: list[Row], sample: int = 200) -> tuple[str | None, float]:
+    """(the format most of the first `sample` rows match, the share that match it)."""
+    head = [r for r in rows[:sample] if isinstance(r, dict)]
+    if not head:
+        return None, 0.0
+    best, best_key = None, (0, 0)
+    for name, fmt in FORMATS.items():
+        scores = [matches(fmt, r) for r in head]
+        hits = sum(1 for x in scores if x)
+        key = (hits, sum(scores))
+        if hits and key > best_key:
+            best, best_key = name, key
+    return best, best_key[0] / len(head)
 
 
 def convert_rows(
@@ -455,38 +764,6 @@ def convert_rows(
     )
 
 
-def load_rows(
-    spec: str | Path, split: str = "train", revision: str = "", max_rows: int = 0
-) -> list[Row]:
-    """Rows of a local .jsonl / .json / .parquet file (optionally .gz), or of a hub dataset id
-    when RLHF_ALLOW_HUB=1 (never downloaded otherwise); the first `max_rows` when > 0, so row
-    numbers in quarantine records stay the file's own."""
-    import datasets
-
-    p = Path(spec)
-    if p.exists():
-        name = p.name[:-3] if p.name.endswith(".gz") else p.name
-        if name.endswith(".parquet"):
-            builder = "parquet"
-        elif name.endswith((".jsonl", ".json")):
-            builder = "json"
-        else:
-            raise ValueError(
-                f"{p}: unsupported file type (use .jsonl, .json or .parquet, optionally .gz)"
-            )
-        ds = datasets.load_dataset(builder, data_files=str(p), split="train")
-    elif os.environ.get("RLHF_ALLOW_HUB", "0") != "1":
-        raise FileNotFoundError(
-            f"{spec}: no such file; to read it as a hub dataset id set RLHF_ALLOW_HUB=1 "
-            "(nothing is downloaded by default)"
-        )
-    else:
-        ds = datasets.load_dataset(str(spec), split=split, revision=revision or None)
-    if max_rows and len(ds) > max_rows:
-        ds = ds.select(range(max_rows))
-    return ds.to_list()
-
-
 def load_external(src) -> list[Row]:
     """Rows of a params `ExternalSource` (a local path or a hub id)."""
     return load_rows(src.path or src.hub, src.split, src.revision, src.max_rows)
@@ -505,18 +782,19 @@ def to_output(prefs: pa.Table, to: str) -> tuple[pa.Table, int]:
         return prefs, 0
     rows = prefs.select(["chosen", "rejected", "chosen_score", "rejected_score"]).to_pylist()
     if to == "rlhflow":
-        return pa.Table.from_pylist(rows), 0
-    if to == "trl":
-        return pa.Table.from_pylist(
+        # Typed columns even when no row has a score (a column of type null breaks readers).
+        schema = pa.schema(
             [
-                {
-                    "prompt": r["chosen"][:-1],
-                    "chosen": r["chosen"][-1:],
-                    "rejected": r["rejected"][-1:],
-                }
-                for r in rows
+                ("chosen", MESSAGES),
+                ("rejected", MESSAGES),
+                ("chosen_score", pa.float64()),
+                ("rejected_score", pa.float64()),
             ]
-        ), 0
+        )
+        return pa.Table.from_pylist(rows, schema=schema), 0
+    if to == "trl":
+        schema = pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)])
+        return pa.Table.from_pylist([to_trl_preference(r) for r in rows], schema=schema), 0
     if to == "trl-text":
         out, lost = [], 0
         for r in rows:

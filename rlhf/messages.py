@@ -25,6 +25,26 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+def content_text(content: Any) -> str | None:
+    """A message's text: a string as is, or a list of typed parts (OpenAI's chat format,
+    LLaMA-Factory's `*_messages` files: ``[{"type": "text", "text"|"value": ...}]``) with its
+    text parts joined by newlines. None when a part is not text (an image) or the shape is
+    unknown, so the row is quarantined rather than silently shortened."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        return None
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type", "text") != "text":
+            return None
+        t = part.get("text", part.get("value"))
+        if not isinstance(t, str):
+            return None
+        texts.append(t)
+    return "\n".join(texts)
+
+
 def conversation_problem(messages: Sequence[Message] | None) -> tuple[str, str] | None:
     """(reason, detail) if `messages` is not a well-formed conversation ending in an answer."""
     if not messages:
@@ -32,6 +52,8 @@ def conversation_problem(messages: Sequence[Message] | None) -> tuple[str, str] 
     for i, m in enumerate(messages):
         if m.get("role") is None or m.get("content") is None:
             return "missing_field", f"message {i} lacks role or content"
+        if not isinstance(m["role"], str) or not isinstance(m["content"], str):
+            return "wrong_type", f"message {i}: role and content must be text"
         if not m["content"].strip():
             return "empty_turn", f"message {i} ({m['role']}) is empty"
     roles = [m["role"] for m in messages]

@@ -7,7 +7,8 @@ quarantine record with a reason. Every candidate then passes the common structur
 Quarantine reasons:
   missing_field, empty_turn, bad_roles, malformed, prefix_mismatch, identical_pair,
   invalid_score, invalid_label, label_contradicts_scores, label_contradicts_flags,
-  below_min_margin, below_min_ratio, over_pair_cap
+  below_min_margin, below_min_ratio, over_pair_cap, tied_rating, no_majority, wrong_type,
+  invalid_json, benchmark_contamination, unpaired
 """
 
 from __future__ import annotations
@@ -24,10 +25,26 @@ from typing import Any
 import pyarrow as pa
 
 from rlhf.config import MixConfig, SourceFilter
+from rlhf.datafiles import BadRow
 from rlhf.messages import Message, normalize, pair_problem, prompt_id
 from rlhf.schemas import PREFERENCES, QUARANTINE
 
 Row = dict[str, Any]
+
+FILTER_REASONS = frozenset(
+    {
+        "below_min_margin",
+        "below_min_ratio",
+        "over_pair_cap",
+        "tied_rating",
+        "no_majority",
+        "unpaired",
+        "identical_pair",
+        "benchmark_contamination",
+    }
+)
+"""Reasons that apply a dataset's selection rule to a sound row; every other reason is a
+defect of the row (what `rlhf convert --max-quarantine` bounds)."""
 
 
 @dataclass
@@ -68,11 +85,43 @@ def _assistant(text: str) -> Message:
     return {"role": "assistant", "content": text}
 
 
-def _missing(row: Row, i: int, names: tuple[str, ...]) -> Drop | None:
-    for n in names:
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "text": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "text or list": lambda v: isinstance(v, str | list),
+    "text or object": lambda v: isinstance(v, str | dict),
+    "object or list": lambda v: isinstance(v, dict | list),
+    "any": lambda v: True,
+}
+
+
+def _type_name(v: Any) -> str:
+    return {str: "text", bool: "a boolean", list: "a list", dict: "an object"}.get(
+        type(v), "a number" if isinstance(v, int | float) else type(v).__name__
+    )
+
+
+def _fields(row: Row, i: int, spec: dict[str, str], optional: dict[str, str] | None = None):
+    """A `missing_field` or `wrong_type` quarantine naming the dataset's own field, or None.
+    `spec`: required field -> kind (a key of _KINDS); `optional`: checked when not null."""
+    if not isinstance(row, dict):
+        return Drop(i, "malformed", "", f"row is {_type_name(row)}, not an object", row)
+    for n in spec:
         if row.get(n) is None:
-            return Drop(i, "missing_field", n, f"{n} is null", row)
+            return Drop(i, "missing_field", n, f"{n} is missing or null", row)
+    for n, kind in {**spec, **(optional or {})}.items():
+        v = row.get(n)
+        if v is not None and not _KINDS[kind](v):
+            return Drop(i, "wrong_type", n, f"{n} is {_type_name(v)}, expected {kind}", row)
     return None
+
+
+def _missing(row: Row, i: int, names: tuple[str, ...]) -> Drop | None:
+    return _fields(row, i, dict.fromkeys(names, "any"))
 
 
 # --- HH-RLHF -------------------------------------------------------------------------------
@@ -94,7 +143,7 @@ def parse_hh_transcript(text: str) -> list[Message] | None:
 
 def adapt_hh(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("chosen", "rejected")):
+        if d := _fields(row, i, {"chosen": "text", "rejected": "text"}):
             yield d
             continue
         chosen, rejected = parse_hh_transcript(row["chosen"]), parse_hh_transcript(row["rejected"])
@@ -115,20 +164,18 @@ def adapt_ultrafeedback(
 ) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
         # openbmb/UltraFeedback names the prompt `instruction`; binarised copies use `prompt`.
-        key = "instruction" if "instruction" in row else "prompt"
-        if d := _missing(row, i, (key, "completions")):
+        key = "prompt" if isinstance(row, dict) and "prompt" in row else "instruction"
+        if d := _fields(row, i, {key: "text", "completions": "list"}):
             yield d
             continue
         comps = row["completions"]
-        bad = next(
-            (
-                Drop(i, "missing_field", f"completions[{j}].{k}", f"{k} is null", row)
-                for j, c in enumerate(comps)
-                for k in ("response", "overall_score")
-                if c.get(k) is None
-            ),
-            None,
-        ) or next(
+        bad = None
+        for j, c in enumerate(comps):
+            if d := _fields(c, i, {"response": "text", "overall_score": "number"}):
+                where = f"completions[{j}]" + (f".{d.field}" if d.field else "")
+                bad = Drop(i, d.reason, where, d.detail, row)
+                break
+        bad = bad or next(
             (
                 Drop(i, "empty_turn", f"completions[{j}].response", "empty completion", row)
                 for j, c in enumerate(comps)
@@ -178,7 +225,11 @@ def adapt_helpsteer(
 ) -> Iterator[Candidate | Drop]:
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("prompt", "response", *HELPSTEER_ATTRS)):
+        if d := _fields(
+            row,
+            i,
+            {"prompt": "text", "response": "text", **dict.fromkeys(HELPSTEER_ATTRS, "number")},
+        ):
             yield d
             continue
         if not row["prompt"].strip() or not row["response"].strip():
@@ -195,14 +246,21 @@ def adapt_helpsteer(
             yield Drop(i, "invalid_score", out, f"{out}={row[out]} outside 0-4", row)
             continue
         groups[normalize(row["prompt"])].append(i)
-    # Pairs from every two responses to the same prompt, higher helpfulness chosen.
+    # Pairs from every two responses to the same prompt, higher helpfulness chosen. A row
+    # that ends up in no pair and no pair's quarantine record gets its own record.
+    touched: set[int] = set()
     for idx in groups.values():
+        if len(idx) == 1:
+            yield Drop(
+                idx[0], "unpaired", "prompt", "the only response to its prompt", rows[idx[0]]
+            )
         for a, b in itertools.combinations(idx, 2):
             ra, rb = rows[a], rows[b]
             if rb["helpfulness"] > ra["helpfulness"]:
                 (a, ra), (b, rb) = (b, rb), (a, ra)
             gap = ra["helpfulness"] - rb["helpfulness"]
             if gap < max(flt.min_margin, 1e-9):
+                touched.add(a)
                 yield Drop(
                     a,
                     "below_min_margin",
@@ -211,6 +269,7 @@ def adapt_helpsteer(
                     {"row_a": ra, "row_b": rb},
                 )
                 continue
+            touched |= {a, b}
             prompt = [_user(ra["prompt"])]
             yield Candidate(
                 a,
@@ -220,6 +279,14 @@ def adapt_helpsteer(
                 float(rb["helpfulness"]),
                 suffix=f"-{b}",
             )
+    for i in sorted(i for idx in groups.values() if len(idx) > 1 for i in idx if i not in touched):
+        yield Drop(
+            i,
+            "below_min_margin",
+            "helpfulness",
+            f"no other response to its prompt is {flt.min_margin} or more apart from row {i}",
+            rows[i],
+        )
 
 
 # --- SHP ------------------------------------------------------------------------------------------
@@ -228,10 +295,18 @@ def adapt_helpsteer(
 def adapt_shp(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterator[Candidate | Drop]:
     per_post: dict[str, list[tuple[float, int, Candidate]]] = defaultdict(list)
     for i, row in enumerate(rows):
-        if d := _missing(
+        if d := _fields(
             row,
             i,
-            ("post_id", "history", "human_ref_A", "human_ref_B", "labels", "score_A", "score_B"),
+            {
+                "post_id": "any",
+                "history": "text",
+                "human_ref_A": "text",
+                "human_ref_B": "text",
+                "labels": "any",
+                "score_A": "number",
+                "score_B": "number",
+            },
         ):
             yield d
             continue
@@ -283,17 +358,17 @@ def adapt_pku_safe(
 ) -> Iterator[Candidate | Drop]:
     id_field = f"{flt.label}_response_id"
     for i, row in enumerate(rows):
-        if d := _missing(
+        if d := _fields(
             row,
             i,
-            (
-                "prompt",
-                "response_0",
-                "response_1",
-                id_field,
-                "is_response_0_safe",
-                "is_response_1_safe",
-            ),
+            {
+                "prompt": "text",
+                "response_0": "text",
+                "response_1": "text",
+                id_field: "any",
+                "is_response_0_safe": "any",
+                "is_response_1_safe": "any",
+            },
         ):
             yield d
             continue
@@ -329,15 +404,26 @@ def adapt_ultrainteract(
     rows: list[Row], flt: SourceFilter, rng: random.Random
 ) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("trajectory", "chosen", "rejected")):
+        if d := _fields(row, i, {"trajectory": "list", "chosen": "text", "rejected": "text"}):
             yield d
             continue
         if not row["trajectory"]:
             yield Drop(i, "empty_turn", "trajectory", "empty trajectory", row)
             continue
+        bad = next(
+            (
+                Drop(i, d.reason, f"trajectory[{j}].{d.field}", d.detail, row)
+                for j, t in enumerate(row["trajectory"])
+                if (d := _fields(t, i, {"from": "text"}, {"value": "text"}))
+            ),
+            None,
+        )
+        if bad:
+            yield bad
+            continue
         try:
             context = [
-                {"role": _UI_ROLES[t["from"]], "content": t["value"] or ""}
+                {"role": _UI_ROLES[t["from"]], "content": t.get("value") or ""}
                 for t in row["trajectory"]
             ]
         except KeyError as e:
@@ -368,6 +454,34 @@ def adapt(source: str, rows: list[Row], flt: SourceFilter, seed: int) -> AdaptRe
     return run_adapter(fn, annotator, source, rows, flt, random.Random(f"{seed}:mix/{source}"))
 
 
+GROUPED: set[Callable[..., Iterator[Candidate | Drop]]] = {adapt_helpsteer, adapt_shp}
+"""Adapters that pair rows with each other; every other adapter reads one row at a time."""
+
+
+def _isolated(fn, rows: list[Row], flt: SourceFilter, rng: random.Random):
+    """The adapter's items with each defect confined to its row: a line that was not JSON is
+    quarantined as `invalid_json`, and a row-at-a-time adapter runs on each row alone, so an
+    unforeseen shape in one row (an exception) quarantines that row as `malformed` instead of
+    aborting the run. The rng is consumed in row order either way, so results do not change."""
+    bad = {i for i, r in enumerate(rows) if isinstance(r, BadRow)}
+    for i in sorted(bad):
+        yield Drop(i, "invalid_json", "", rows[i].error, rows[i].text)
+    if fn in GROUPED:
+        clean = [{} if i in bad else r for i, r in enumerate(rows)]
+        yield from (item for item in fn(clean, flt, rng) if item.source_row not in bad)
+        return
+    for i, row in enumerate(rows):
+        if i in bad:
+            continue
+        try:
+            items = list(fn([row], flt, rng))
+        except Exception as e:  # noqa: BLE001 - any failure is this row's, reported with it
+            items = [Drop(0, "malformed", "", f"{type(e).__name__}: {e}", row)]
+        for item in items:
+            item.source_row = i
+            yield item
+
+
 def run_adapter(
     fn: Callable[..., Iterator[Candidate | Drop]],
     annotator: str,
@@ -379,7 +493,7 @@ def run_adapter(
     """Apply an adapter, then the common structural checks; every row ends up as a pair or a
     quarantine record."""
     res = AdaptResult(source, len(rows))
-    for item in fn(rows, flt, rng):
+    for item in _isolated(fn, rows, flt, rng):
         if isinstance(item, Candidate):
             problem = pair_problem(item.chosen, item.rejected)
             if problem:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from rlhf.messages import prompt_id
+from rlhf.datafiles import BadRow
+from rlhf.messages import content_text, prompt_id
 from rlhf.schemas import PROMPT_POOL
 
 Row = dict[str, Any]
@@ -21,19 +22,23 @@ Result = list[dict[str, str]] | tuple[str, str]  # messages, or (reason, field)
 
 
 def _text(row: Row, field: str) -> Result:
+    """The field as one user turn, byte for byte: whitespace only decides emptiness (a code
+    prompt keeps its first-line indentation)."""
     v = row.get(field)
     if v is None:
         return ("missing_field", field)
-    if not isinstance(v, str) or not v.strip():
+    if not isinstance(v, str):
+        return ("wrong_type", field)
+    if not v.strip():
         return ("empty_turn", field)
-    return [{"role": "user", "content": v.strip()}]
+    return [{"role": "user", "content": v}]
 
 
 def _with_system(row: Row, system_field: str, field: str) -> Result:
     msgs = _text(row, field)
     sys_text = row.get(system_field)
     if isinstance(msgs, list) and isinstance(sys_text, str) and sys_text.strip():
-        return [{"role": "system", "content": sys_text.strip()}, *msgs]
+        return [{"role": "system", "content": sys_text}, *msgs]
     return msgs
 
 
@@ -51,6 +56,54 @@ def _plain(row: Row) -> Result:
     return ("missing_field", "prompt")
 
 
+def _alpaca(row: Row) -> Result:
+    """instruction + input joined by a newline (LLaMA-Factory's rule), system and history
+    ([[query, answer], ...]) as earlier turns."""
+    from rlhf.formats import alpaca_context
+
+    ctx = alpaca_context(row, 0)
+    if not isinstance(ctx, list):
+        return (ctx.reason, ctx.field)
+    if not ctx[-1]["content"].strip():
+        return ("empty_turn", "instruction")
+    return ctx
+
+
+def _turn_text(t: Any) -> str | None:
+    """A question turn: a string (MT-Bench) or {content: ...} (Arena-Hard v0.1)."""
+    if isinstance(t, dict):
+        t = content_text(t.get("content"))
+    return t if isinstance(t, str) else None
+
+
+def _questions(row: Row) -> Result | tuple[list, list[str]]:
+    """MT-Bench / Arena-Hard question files: `turns` (strings or {content}) or `prompt`; the
+    first turn is the prompt, later turns are kept as scripted follow-ups."""
+    if row.get("turns") is None and isinstance(row.get("prompt"), str):
+        return _text(row, "prompt")
+    turns = row.get("turns")
+    if turns is None:
+        return ("missing_field", "turns")
+    if not isinstance(turns, list) or not turns:
+        return ("wrong_type" if not isinstance(turns, list) else "empty_turn", "turns")
+    texts = [_turn_text(t) for t in turns]
+    for j, t in enumerate(texts):
+        if t is None:
+            return ("wrong_type", f"turns[{j}]")
+        if not t.strip():
+            return ("empty_turn", f"turns[{j}]")
+    return [{"role": "user", "content": texts[0]}], texts[1:]
+
+
+def _category(row: Row, default: str) -> str:
+    """The row's own `category` (and `subcategory`) when it has one, else the source name."""
+    c = row.get("category")
+    if not isinstance(c, str) or not c.strip():
+        return default
+    sub = row.get("subcategory")
+    return f"{c}/{sub}" if isinstance(sub, str) and sub.strip() else c
+
+
 PROMPT_FORMATS: dict[str, tuple[Callable[[Row], Result], str]] = {
     "ultrafeedback": (lambda r: _text(r, "instruction"), "openbmb/UltraFeedback"),
     "helpsteer": (lambda r: _text(r, "prompt"), "nvidia/HelpSteer"),
@@ -58,8 +111,14 @@ PROMPT_FORMATS: dict[str, tuple[Callable[[Row], Result], str]] = {
     "ultrainteract": (lambda r: _text(r, "instruction"), "openbmb/UltraInteract_sft"),
     "capybara": (lambda r: _first_turn(r, "conversation", "input"), "LDJnr/Capybara"),
     "dibt": (lambda r: _text(r, "prompt"), "DIBT/10k_prompts_ranked"),
+    "alpaca": (_alpaca, "tatsu-lab/alpaca, LLaMA-Factory Alpaca: instruction + input"),
+    "questions": (_questions, "MT-Bench / Arena-Hard question files: turns (or prompt), category"),
     "plain": (_plain, "one prompt per row: prompt / instruction / text / question"),
 }
+"""Prompt format -> (row -> messages or (reason, field), the dataset it mirrors)."""
+
+CATEGORY_FORMATS = {"questions"}
+"""Formats whose rows carry their own category (kept; the source name otherwise)."""
 
 
 def convert_prompts(fmt: str, rows: list[Row], source: str | None = None):
@@ -71,7 +130,18 @@ def convert_prompts(fmt: str, rows: list[Row], source: str | None = None):
     name = source or fmt
     pool, quarantine = [], []
     for i, row in enumerate(rows):
-        res = fn(row)
+        follow_ups = None
+        if isinstance(row, BadRow):
+            res = ("invalid_json", "", row.error)
+        elif not isinstance(row, dict):
+            res = ("malformed", "", "row is not an object")
+        else:
+            try:
+                res = fn(row)
+            except Exception as e:  # noqa: BLE001 - an unforeseen shape is this row's defect
+                res = ("malformed", "", f"{type(e).__name__}: {e}")
+            if isinstance(res, tuple) and isinstance(res[0], list):
+                res, follow_ups = res
         if isinstance(res, tuple):
             quarantine.append(
                 {
@@ -79,12 +149,21 @@ def convert_prompts(fmt: str, rows: list[Row], source: str | None = None):
                     "source_row": i,
                     "reason": res[0],
                     "field": res[1],
-                    "detail": f"{res[1]}: {res[0]}",
-                    "raw_json": _json(row),
+                    "detail": res[2] if len(res) > 2 else f"{res[1]}: {res[0]}",
+                    "raw_json": row.text if isinstance(row, BadRow) else _json(row),
                 }
             )
             continue
-        pool.append({"pool_row": i, "messages": res, "category": name, "source": name})
+        category = _category(row, name) if fmt in CATEGORY_FORMATS else name
+        pool.append(
+            {
+                "pool_row": i,
+                "messages": res,
+                "category": category,
+                "source": name,
+                "follow_ups": follow_ups or None,
+            }
+        )
     unique = len({prompt_id(p["messages"]) for p in pool})
     report = {
         "rows": len(rows),

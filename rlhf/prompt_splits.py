@@ -33,6 +33,7 @@ def split_prompts(cfg: PromptsConfig, pool: pa.Table) -> tuple[pa.Table, dict[st
                 "messages": r["messages"],
                 "category": r["category"],
                 "source": r["source"],
+                "follow_ups": r.get("follow_ups"),
             }
     unique = list(seen.values())
 

@@ -60,8 +60,12 @@ PROMPT_POOL = pa.schema(
         _f("messages", MESSAGES),
         _f("category", pa.string()),
         _f("source", pa.string()),
+        _f("follow_ups", pa.list_(pa.field("item", pa.string(), False)), True),
     ],
-    metadata={"doc": "Raw prompt pool, duplicates included, in draw order."},
+    metadata={
+        "doc": "Raw prompt pool, duplicates included, in draw order. follow_ups: scripted "
+        "later user turns of a multi-turn question (MT-Bench), null for single-turn prompts."
+    },
 )
 
 PROMPTS = pa.schema(
@@ -71,6 +75,7 @@ PROMPTS = pa.schema(
         _f("category", pa.string()),
         _f("source", pa.string()),
         _f("split", pa.string()),
+        _f("follow_ups", pa.list_(pa.field("item", pa.string(), False)), True),
     ],
     metadata={"doc": "Deduplicated prompts with disjoint splits: eval, train_1 ... train_N."},
 )

@@ -387,7 +387,12 @@ def test_convert_command_counts_every_row(tmp_path, capsys):
     ]
     src = write_jsonl_gz(tmp_path / "train.jsonl.gz", rows)
     out = tmp_path / "hh.parquet"
-    assert main(["convert", "--from", "hh-rlhf", str(src), str(out)]) == 0
+    # Two of four rows are defective (malformed, prefix_mismatch): over the default share.
+    assert main(["convert", "--from", "hh-rlhf", str(src), str(out)]) == 1
+    capsys.readouterr()
+    assert (
+        main(["convert", "--from", "hh-rlhf", str(src), str(out), "--max-quarantine", "0.5"]) == 0
+    )
     printed = capsys.readouterr().out
     kept = read_table("preferences", out)
     quarantine = read_table("quarantine", tmp_path / "hh.quarantine.parquet")
@@ -395,7 +400,7 @@ def test_convert_command_counts_every_row(tmp_path, capsys):
     assert "kept 1 pairs" in printed and "quarantined 3" in printed
     for reason in ("identical_pair: 1", "malformed: 1", "prefix_mismatch: 1"):
         assert reason in printed
-    assert main(["convert", "--from", "hh-rlhf", str(tmp_path / "nope.jsonl"), str(out)]) == 1
+    assert main(["convert", "--from", "hh-rlhf", str(tmp_path / "nope.jsonl"), str(out)]) == 3
 
 
 def test_the_issue_formats_are_all_registered():

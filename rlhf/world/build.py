@@ -10,7 +10,7 @@ from tqdm import tqdm
 from rlhf import paths
 from rlhf.config import SOURCE_NAMES, WorldConfig
 from rlhf.messages import prompt_id
-from rlhf.schemas import RAW_SOURCES, write_table
+from rlhf.schemas import PROMPT_POOL, RAW_SOURCES, write_table
 from rlhf.world.sources import demonstrations, prompt_pool, simulate_source
 
 
@@ -25,7 +25,11 @@ def build_world(cfg: WorldConfig, out_dir: str | Path) -> dict[str, int]:
         counts[f"raw/{name}"] = len(rows)
 
     pool = prompt_pool(cfg)
-    write_table("prompt_pool", pa.Table.from_pylist(pool), out_dir / paths.PROMPT_POOL.name)
+    write_table(
+        "prompt_pool",
+        pa.Table.from_pylist(pool, schema=PROMPT_POOL),
+        out_dir / paths.PROMPT_POOL.name,
+    )
     counts["prompt_pool"] = len(pool)
 
     demos = demonstrations(cfg)
