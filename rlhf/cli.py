@@ -93,6 +93,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 EXIT_OK, EXIT_QUALITY, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 """Exit codes of `rlhf convert` / `rlhf prompts` (README: "When conversion fails")."""
+EXIT_CODES_HELP = (
+    "exit codes: 0 converted; 1 nothing kept, or defective rows over --max-quarantine; "
+    "2 refused before reading (output is a directory, the input, or not .parquet/.jsonl/"
+    ".jsonl.gz); 3 input unreadable"
+)
 
 
 def _print_quarantine(quarantine: list[dict], rows) -> None:
@@ -322,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         ".parquet, optionally .gz; a hub id with RLHF_ALLOW_HUB=1), apply the "
         "paper's filter for it, write the kept pairs and a quarantine table "
         "with a reason for every dropped row.",
+        epilog=EXIT_CODES_HELP,
     )
     c.add_argument(
         "--from",
@@ -346,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from rlhf.prompt_sources import PROMPT_FORMATS
 
-    pr = sub.add_parser("prompts", help="a public prompt dataset -> a prompt-pool table")
+    pr = sub.add_parser(
+        "prompts", help="a public prompt dataset -> a prompt-pool table", epilog=EXIT_CODES_HELP
+    )
     pr.add_argument("--from", dest="fmt", required=True, choices=list(PROMPT_FORMATS))
     pr.add_argument("input")
     pr.add_argument("output", help="output .parquet / .jsonl / .jsonl.gz (prompt_pool schema)")
