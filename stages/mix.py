@@ -2,10 +2,13 @@
 mix.external) into one standard-format preference mix, with a quarantine table, a filter report
 and the Table-1 statistics."""
 
+import sys
+
 from _common import params_or_exit, parser
 
 from rlhf import paths
 from rlhf.analytics import table1_markdown, table1_stats
+from rlhf.datafiles import DataError, UsageError
 from rlhf.formats import load_external
 from rlhf.io import write_json, write_text
 from rlhf.mix import build_mix
@@ -19,12 +22,15 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).mix
     sources = cfg.recipes[cfg.recipe]
-    raw = {
-        s: load_external(cfg.external[s])
-        if s in cfg.external
-        else read_table(f"raw/{s}", paths.raw_source(args.world, s)).to_pylist()
-        for s in sources
-    }
+    try:
+        raw = {
+            s: load_external(cfg.external[s])
+            if s in cfg.external
+            else read_table(f"raw/{s}", paths.raw_source(args.world, s)).to_pylist()
+            for s in sources
+        }
+    except (DataError, UsageError, FileNotFoundError) as e:  # one line, not a traceback
+        sys.exit(f"error: mix.external: {e}")
     prefs, quarantine, report = build_mix(cfg, raw)
     out_prefs = write_table("preferences", prefs, f"{args.out}/{paths.PREFERENCES.name}")
     write_table("quarantine", quarantine, f"{args.out}/{paths.QUARANTINE.name}")

@@ -2,10 +2,13 @@
 dedupe, and cut disjoint eval / per-iteration splits. Unusable external rows go to a quarantine
 table with their reason."""
 
+import sys
+
 import pyarrow as pa
 from _common import params_or_exit, parser
 
 from rlhf import paths
+from rlhf.datafiles import DataError, UsageError
 from rlhf.formats import load_external
 from rlhf.io import write_json
 from rlhf.prompt_sources import build_pool
@@ -20,7 +23,10 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).prompts
     world = read_table("prompt_pool", args.pool) if cfg.world else None
-    pool, quarantine, external = build_pool(world, cfg.external, load_external)
+    try:
+        pool, quarantine, external = build_pool(world, cfg.external, load_external)
+    except (DataError, UsageError, FileNotFoundError) as e:  # one line, not a traceback
+        sys.exit(f"error: prompts.external: {e}")
     for name, r in external.items():
         print(f"{name}: {r}")
     table, report = split_prompts(cfg, pool)

@@ -241,6 +241,12 @@ def test_mix_and_prompts_stages_combine_embedded_and_real_sources(tmp_path):
     (ext / "hh.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HH_ROWS[:1]))
     again = run_dvc(proj, "repro", "mix")
     assert "Running stage 'mix'" in again.stdout and "Running stage 'world'" not in again.stdout
+    # An unreadable real file stops the stage with one line naming it, not a traceback.
+    (ext / "hh.jsonl").write_text("")
+    failed = run_dvc(proj, "repro", "mix")
+    said = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Traceback" not in said
+    assert "error: mix.external: data/external/hh.jsonl: no rows" in said
 
 
 def test_external_prompts_join_the_pool_after_the_world_and_dedupe_against_it():
