@@ -39,6 +39,12 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "n_2": ({"generate.n": 2}, "2 samples per prompt instead of 8"),
     "temperature_0.7": ({"generate.temperature": 0.7}, "sampling temperature 0.7"),
     "best_random": ({"pairs.selection": "max_random"}, "best vs a random other response"),
+    # Not an RLHF setting: SFT and the RM retrained with other seeds (so nothing after `base`
+    # comes from the cache), to see whether the orderings survive their training noise.
+    "replicate_sft_rm_seed_1": (
+        {"sft.seed": 1, "reward_model.seed": 1},
+        "whole-pipeline replicate: SFT and RM trained with seed 1",
+    ),
 }
 PREFIX = "abl-"
 # Presentation only: the report's own settings change no number an ablation compares.
