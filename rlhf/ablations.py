@@ -45,6 +45,10 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"sft.seed": 1, "reward_model.seed": 1},
         "whole-pipeline replicate: SFT and RM trained with seed 1",
     ),
+    "replicate_sft_rm_seed_2": (
+        {"sft.seed": 2, "reward_model.seed": 2},
+        "whole-pipeline replicate: SFT and RM trained with seed 2",
+    ),
 }
 PREFIX = "abl-"
 # Presentation only: the report's own settings change no number an ablation compares.
