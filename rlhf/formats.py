@@ -717,13 +717,10 @@ FORMATS: dict[str, Format] = {
 def matches(fmt: Format, row: Any) -> int:
     """How well `row` fits `fmt`: 0 if a needed field is absent or of another kind, else
     1 + the number of the format's fields it has (more specific formats win ties)."""
-    if not isinstance(row, dict):
-        return 0
-    from rlhf.mix import _KINDS
+    from rlhf.mix import _fields  # the adapters' own field check, so sniffing never disagrees
 
-    for f, kind in fmt.fields.items():
-        if row.get(f) is None or not _KINDS[kind](row[f]):
-            return 0
+    if _fields(row, 0, fmt.fields) is not None:
+        return 0
     return 1 + len(fmt.fields) if fmt.looks_like(row) else 0
 
 
