@@ -258,6 +258,16 @@ class RewardModelConfig:
     """Cap on preference pairs used (a seeded sample of the mix), count; 0 = all."""
     base: RMBaseConfig = field(default_factory=RMBaseConfig)
     """The RM's own base (off by default): wider/deeper than the policy, pretrained on world text."""
+    ensemble: int = bounded(1, ge=1)
+    """Reward models trained on the same pairs (member i with seed + 1000 i: another scalar head
+    and pair order), count; their scores are combined by `conservative_k`. 1 = one RM (paper)."""
+    conservative_k: float = bounded(0.0, ge=0.0)
+    """An ensemble's score is the members' mean minus k times their standard deviation (Coste et
+    al. 2023's conservative reward), reward units per std; 0 = the mean."""
+    group_by_length: bool = False
+    """Batch pairs of similar length (transformers' LengthGroupedSampler, megabatches of 50):
+    the same pairs per epoch with about half the padding (bench/rm_sampling.py); False =
+    uniformly random batches."""
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32)
     )

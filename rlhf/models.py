@@ -4,6 +4,7 @@ default, never remote code)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -200,6 +201,21 @@ def load_reward_model(path: str | Path, pad_token_id: int | None = None):
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def reward_model_members(path: str | Path) -> tuple[list[Path], float]:
+    """The model directories of a reward model and the k of its score, mean - k * std over
+    members. A plain model directory is a one-member ensemble; an ensemble directory holds
+    `ensemble.json` ({"members": [subdirectory names], "conservative_k": k}) and the members."""
+    path = Path(path)
+    spec = path / ENSEMBLE_FILE
+    if not spec.exists():
+        return [path], 0.0
+    meta = json.loads(spec.read_text())
+    return [path / m for m in meta["members"]], float(meta.get("conservative_k", 0.0))
 
 
 def save_model(model, tokenizer, out_dir: str | Path) -> None:

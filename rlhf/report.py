@@ -667,6 +667,8 @@ def build_sections(
         rm = data.rm_eval
         rows = [{"section": k, "accuracy": v} for k, v in sorted(rm["accuracy_by_section"].items())]
         rows.append({"section": "all", "accuracy": rm["accuracy"]})
+        for i, a in enumerate(rm.get("member_accuracy", [])):
+            rows.append({"section": f"all, ensemble member {i} alone", "accuracy": a})
         if "accuracy_demonstrator_style" in rm:
             rows.append(
                 {

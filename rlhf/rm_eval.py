@@ -26,7 +26,8 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
     # the same number written by the SFT demonstrator's family: the style the policy samples in.
     heldout = _pairs(rows, rng, cfg.pairs_per_prompt, OFFLINE_FAMILIES)
     own_style = _pairs(rows, rng, cfg.pairs_per_prompt, (DEMONSTRATION_FAMILY,))
-    correct = _correct(scorer, heldout)
+    per_member = _correct_members(scorer, heldout)
+    correct = per_member[-1]
     cats = sorted({p[0]["category"] for p in heldout})
     acc = {
         c: round(
@@ -57,7 +58,15 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
         "accuracy": round(float(correct.mean()), 4),
         "accuracy_by_section": acc,
         "heldout_pairs": n,
-        "accuracy_demonstrator_style": round(float(_correct(scorer, own_style).mean()), 4),
+        "accuracy_demonstrator_style": round(
+            float(_correct_members(scorer, own_style)[-1].mean()), 4
+        ),
+        # An ensemble's members one by one (absent for a single RM): what the ensemble adds.
+        **(
+            {"member_accuracy": [round(float(c.mean()), 4) for c in per_member[:-1]]}
+            if len(per_member) > 2
+            else {}
+        ),
         "length_reward_corr_rm": _mean_corr(lengths, rm, k),
         "length_reward_corr_gold": _mean_corr(lengths, gold, k),
     }
@@ -79,15 +88,17 @@ def _pairs(rows, rng: random.Random, per_prompt: int, families: tuple[str, ...])
     return out
 
 
-def _correct(scorer: RewardScorer, pairs: list[tuple]) -> np.ndarray:
-    """Whether the RM orders each pair as the gold judge does."""
+def _correct_members(scorer: RewardScorer, pairs: list[tuple]) -> np.ndarray:
+    """Whether each member (rows), then the RM as a whole (last row), orders each pair as the
+    gold judge does."""
     n = len(pairs)
-    rewards = scorer.score(
+    rewards = scorer.score_members(
         [p[0]["messages"] for p in pairs] * 2,
         [p[1] for p in pairs] + [p[2] for p in pairs],
         desc="rm_eval pairs",
     )
-    return (rewards[:n] > rewards[n:]) == np.array([p[3] for p in pairs])
+    rewards = np.vstack([rewards, scorer.combine(rewards)])
+    return (rewards[:, :n] > rewards[:, n:]) == np.array([p[3] for p in pairs])
 
 
 def _mean_corr(x: np.ndarray, y: np.ndarray, k: int) -> float:

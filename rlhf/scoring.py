@@ -1,4 +1,5 @@
-"""Batched reward-model scoring, each prompt + response rendered with the RM's own template."""
+"""Batched reward-model scoring, each prompt + response rendered with the RM's own template;
+an ensemble scores the mean of its members minus k times their spread."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from rlhf.config import ScoreConfig
-from rlhf.models import load_reward_model, load_tokenizer, with_bos
+from rlhf.models import load_reward_model, load_tokenizer, reward_model_members, with_bos
 from rlhf.schemas import SCORED
 
 
@@ -18,10 +19,14 @@ class RewardScorer:
     """Batched reward-model scores, rendering each prompt + response with the RM's own template."""
 
     def __init__(self, rm_dir: str | Path, batch_size: int = 64):
-        self.tok = load_tokenizer(rm_dir)
+        dirs, self.conservative_k = reward_model_members(rm_dir)
+        # Members share the start's tokenizer and template (rlhf.reward): one is read for all.
+        self.tok = load_tokenizer(dirs[0])
         self.tok.padding_side = "right"
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = load_reward_model(rm_dir, self.tok.pad_token_id).to(self.device).eval()
+        self.models = [
+            load_reward_model(d, self.tok.pad_token_id).to(self.device).eval() for d in dirs
+        ]
         self.batch_size = batch_size
 
     def render(self, prompt: list[dict], response: str) -> str:
@@ -30,10 +35,20 @@ class RewardScorer:
         )
         return with_bos(self.tok, text)
 
-    @torch.inference_mode()
     def score(
         self, prompts: list[list[dict]], responses: list[str], desc: str = "score"
     ) -> np.ndarray:
+        return self.combine(self.score_members(prompts, responses, desc))
+
+    def combine(self, per_member: np.ndarray) -> np.ndarray:
+        """One score per response from a (members, responses) array: mean - k * std."""
+        return per_member.mean(0) - self.conservative_k * per_member.std(0)
+
+    @torch.inference_mode()
+    def score_members(
+        self, prompts: list[list[dict]], responses: list[str], desc: str = "score"
+    ) -> np.ndarray:
+        """Each member's reward of each response, shape (members, responses)."""
         texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
         out = []
         for i in tqdm(range(0, len(texts), self.batch_size), desc=desc, unit="batch"):
@@ -44,8 +59,8 @@ class RewardScorer:
                 padding=True,
                 add_special_tokens=False,
             ).to(self.device)
-            out.append(self.model(**enc).logits[:, 0].float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+            out.append(np.stack([m(**enc).logits[:, 0].float().cpu().numpy() for m in self.models]))
+        return np.concatenate(out, axis=1) if out else np.zeros((len(self.models), 0))
 
     def n_tokens(self, responses: list[str]) -> list[int]:
         return [len(ids) for ids in self.tok(responses, add_special_tokens=False)["input_ids"]]

@@ -77,13 +77,32 @@ def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, see
     return _finish(trainer), _summary(result)
 
 
-def reward_model(model, tokenizer, prefs: datasets.Dataset, cfg: TrainConfig, seed: int):
-    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples."""
+class _LengthGroupedRewardTrainer(RewardTrainer):
+    """RewardTrainer that keeps the dataset's `length` column past the Trainer's filter of
+    unused columns, which runs before the sampler is built: LengthGroupedSampler can only infer
+    lengths from an `input_ids` column, and a preference example has two sequences."""
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "length" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "length"]
+
+
+def reward_model(
+    model,
+    tokenizer,
+    prefs: datasets.Dataset,
+    cfg: TrainConfig,
+    seed: int,
+    group_by_length: bool = False,
+):
+    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples. With
+    `group_by_length` the examples need a `length` column (any measure of size)."""
     with tempfile.TemporaryDirectory() as out:
-        args = RewardConfig(**_common_args(cfg, out, seed))
-        trainer = RewardTrainer(
-            model=model, args=args, train_dataset=prefs, processing_class=tokenizer
-        )
+        sampling = "group_by_length" if group_by_length else "random"
+        args = RewardConfig(**_common_args(cfg, out, seed), train_sampling_strategy=sampling)
+        cls = _LengthGroupedRewardTrainer if group_by_length else RewardTrainer
+        trainer = cls(model=model, args=args, train_dataset=prefs, processing_class=tokenizer)
         result = trainer.train()
     return _finish(trainer), _summary(result)
 

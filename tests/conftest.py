@@ -42,7 +42,12 @@ SMALL_LOOP = {
         "train": {"epochs": 2.0, "lr": 0.003, "batch_size": 32},
     },
     "sft": {"train": {"epochs": 3.0, "lr": 0.002, "batch_size": 16}},
-    "reward_model": {"max_pairs": 0, "train": {"epochs": 2.0, "lr": 0.001, "batch_size": 16}},
+    # Two members: the ensemble path (training, scoring, rm_eval per member) end to end.
+    "reward_model": {
+        "max_pairs": 0,
+        "ensemble": 2,
+        "train": {"epochs": 2.0, "lr": 0.001, "batch_size": 16},
+    },
     "rm_eval": {"pairs_per_prompt": 12, "samples_per_prompt": 4},
     "generate": {"n": 4, "max_new_tokens": 24},
     "dpo": {"train": {"epochs": 1.0, "lr": 0.0005, "batch_size": 8}},

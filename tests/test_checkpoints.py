@@ -241,3 +241,33 @@ def test_reward_model_with_its_own_wider_base_is_pretrained_then_learns_the_pair
     assert (c.hidden_size, c.num_hidden_layers) == (48, 2)  # its own size, not the policy's
     good, bad = RewardScorer(tmp_path / "rm").score(PROMPT * 2, ["4.", "the fox is red."])
     assert good > bad
+
+
+def test_reward_model_ensemble_scores_the_members_mean_minus_k_std(tmp_path):
+    import json
+
+    import numpy as np
+
+    from rlhf.models import reward_model_members
+    from rlhf.reward import run_reward_model
+
+    policy_dir = _reward_dir(tmp_path, "sft", None)
+    cfg = RewardModelConfig(
+        ensemble=2,
+        conservative_k=0.5,
+        group_by_length=True,  # the length-grouped sampler needs the `length` column kept
+        train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=4, max_length=64, logging_steps=1),
+    )
+    summary = run_reward_model(cfg, policy_dir, _one_pair_mix(), tmp_path / "rm")
+    assert [m["seed"] for m in summary["members"]] == [0, 1000]
+    spec = json.loads((tmp_path / "rm" / "ensemble.json").read_text())
+    assert spec == {"members": ["member_0", "member_1"], "conservative_k": 0.5}
+    dirs, k = reward_model_members(tmp_path / "rm")
+    assert k == 0.5 and [d.name for d in dirs] == ["member_0", "member_1"]
+
+    responses = ["4.", "the fox is red.", "4. the fox is red."]
+    per_member = np.stack([RewardScorer(d).score(PROMPT * 3, responses) for d in dirs])
+    assert not np.allclose(per_member[0], per_member[1])  # other seeds, other models
+    ensemble = RewardScorer(tmp_path / "rm").score(PROMPT * 3, responses)
+    np.testing.assert_allclose(ensemble, per_member.mean(0) - 0.5 * per_member.std(0), rtol=1e-5)
+    assert ensemble[0] > ensemble[1]  # and together they learned the pair

@@ -44,8 +44,12 @@ def project(tmp_path_factory):
 def test_repro_runs_the_whole_loop_and_a_second_repro_runs_nothing(project):
     for p in (paths.PREFERENCES, paths.QUARANTINE, paths.PROMPTS, paths.MIX_TABLE1_MD):
         assert (project / p).exists(), p
-    for m in ("base", "sft", "reward_model"):
+    for m in ("base", "sft"):
         assert (project / "models" / m / "model.safetensors").exists(), m
+    # The reward model is an ensemble here: its members side by side, and how to combine them.
+    for i in range(SMALL_LOOP["reward_model"]["ensemble"]):
+        assert (project / "models/reward_model" / f"member_{i}" / "model.safetensors").exists()
+    assert (project / "models/reward_model/ensemble.json").exists()
     # The RLHF part is replicated: one policy per seed.
     for m in ("offline_dpo", "onpolicy_dpo", "iter_1"):
         for seed in SMALL_LOOP["seeds"]:
@@ -203,6 +207,9 @@ def test_rm_beats_chance_against_the_gold_judge(project):
     # One-sided test against a coin (normal approximation to the binomial): p < 0.05.
     z = (acc - 0.5) / math.sqrt(0.25 / n)
     assert z > 1.645, m
+    # Each of the ensemble's members is evaluated alone too.
+    assert len(m["member_accuracy"]) == SMALL_LOOP["reward_model"]["ensemble"]
+    assert all(0.0 <= a <= 1.0 for a in m["member_accuracy"])
 
 
 def test_adding_an_iteration_runs_only_that_iteration(project):
