@@ -49,6 +49,18 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"sft.seed": 2, "reward_model.seed": 2},
         "whole-pipeline replicate: SFT and RM trained with seed 2",
     ),
+    # The same replicate with an ensemble of three reward models (seeds 2, 1002, 2002) and
+    # length-grouped batches (half the training time per member): whether averaging the RMs'
+    # seed noise rescues the replicate whose single RM ordered iter_3's samples 0.62 right.
+    "replicate_sft_rm_seed_2_ensemble_3": (
+        {
+            "sft.seed": 2,
+            "reward_model.seed": 2,
+            "reward_model.ensemble": 3,
+            "reward_model.group_by_length": True,
+        },
+        "replicate seed 2 with an ensemble of 3 RMs (mean score), length-grouped batches",
+    ),
 }
 PREFIX = "abl-"
 # Presentation only: the report's own settings change no number an ablation compares.
