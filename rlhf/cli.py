@@ -4,6 +4,8 @@ rlhf sql "SELECT iteration, avg(chosen_length - rejected_length) FROM pairs GROU
 rlhf sql                      # interactive: end statements with ';', '.tables', '.quit'
 rlhf sql --tables             # the views and the files behind them
 rlhf ablations list|run|collect
+rlhf share targets|push|pull --datasets|--models|--iteration ITER|--all [-r REMOTE]
+rlhf verify                   # re-hash every output against dvc.lock
 """
 
 from __future__ import annotations
@@ -298,6 +300,50 @@ def _quality_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _share_selection(sp: argparse.ArgumentParser) -> None:
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--datasets", action="store_true", help="every table (outputs under data/)")
+    g.add_argument("--models", action="store_true", help="every model folder (under models/)")
+    g.add_argument("--iteration", metavar="ITER", help="one iteration's tables and models")
+    g.add_argument("--all", action="store_true", help="every cached output")
+    sp.add_argument("--root", default=".", help="project directory (default: .)")
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    """Print, push or pull the DVC targets of a selection; the transfer is DVC's own."""
+    import subprocess
+
+    from rlhf import share
+
+    kind = "datasets" if args.datasets else "models" if args.models else "all" if args.all else None
+    try:
+        picked = share.targets(share.tracked_outputs(args.root), kind, args.iteration)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.action == "targets":
+        print("\n".join(picked))
+        return 0
+    cmd = ["dvc", args.action, *(["-r", args.remote] if args.remote else []), *picked]
+    print("+ " + " ".join(cmd), file=sys.stderr)
+    return subprocess.run(cmd, cwd=args.root).returncode
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rlhf import share
+
+    checked, bad = share.verify(share.tracked_outputs(args.root), args.root)
+    for m in bad:
+        inside = f" ({', '.join(m.files)})" if m.files else ""
+        print(f"{m.path}: expected {m.expected}, found {m.found}{inside}")
+    print(
+        f"{checked} outputs re-hashed against dvc.lock: "
+        + (f"{len(bad)} differ" if bad else "all match"),
+        file=sys.stderr,
+    )
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -372,6 +418,27 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("action", choices=["list", "show", "use", "current"])
     pf.add_argument("name", nargs="?", help="profile name (show, use)")
     pf.set_defaults(func=cmd_profile)
+
+    sh = sub.add_parser(
+        "share",
+        help="which outputs to push/pull through a DVC remote, or push/pull them",
+        description="`targets` prints the outputs of a selection, one per line (for `dvc push` "
+        "or `dvc pull`); `push` and `pull` run DVC with them. Exit codes: DVC's; 2 for an "
+        "unknown iteration.",
+    )
+    sh.add_argument("action", choices=["targets", "push", "pull"])
+    _share_selection(sh)
+    sh.add_argument("-r", "--remote", help="DVC remote name (default: the project's default)")
+    sh.set_defaults(func=cmd_share)
+
+    v = sub.add_parser(
+        "verify",
+        help="re-hash every output against dvc.lock (DVC trusts size and mtime)",
+        description="Exit 0 when every output recorded in dvc.lock has the recorded hash, 1 "
+        "when any differs or is missing (each named on stdout).",
+    )
+    v.add_argument("--root", default=".", help="project directory (default: .)")
+    v.set_defaults(func=cmd_verify)
     args = p.parse_args(argv)
     return args.func(args)
 
