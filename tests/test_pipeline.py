@@ -267,6 +267,37 @@ def test_separate_runs_give_byte_identical_data(project, tmp_path):
     assert len(a) >= 3 and a == b
 
 
+def test_a_teammate_pulls_the_whole_run_and_reproduces_nothing(project, tmp_path):
+    """Every output through a directory remote (`rlhf share push --all`): in a clone, `rlhf
+    share pull --all` brings models, tables and figures, and `dvc repro` runs no stage."""
+    import os
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    store = tmp_path / "store"
+    assert run_dvc(project, "remote", "add", "-f", "-d", "store", str(store)).returncode == 0
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "the run"]):
+        subprocess.run(cmd, cwd=project, check=True, env=env)
+
+    def share(root, action):
+        return subprocess.run(
+            [sys.executable, "-m", "rlhf.cli", "share", action, "--all", "--root", str(root)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+
+    assert share(project, "push").returncode == 0
+    mate = tmp_path / "mate"
+    subprocess.run(["git", "clone", "-q", str(project), str(mate)], check=True)
+    pulled = share(mate, "pull")
+    assert pulled.returncode == 0, pulled.stderr
+    again = run_dvc(mate, "repro")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not ran_stages(again.stdout), again.stdout
+    assert (mate / "models/iter_1/seed_0/model.safetensors").exists()
+
+
 def test_bad_params_fail_with_the_key_named(tmp_path):
     project = make_project(tmp_path, {**SMALL_LOOP, "mix": {"filters": {"shp": {"min_ratio": 0}}}})
     # Every stage validates the whole file, so the first stage already stops with the key named.

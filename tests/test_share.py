@@ -245,3 +245,78 @@ def test_s3_round_trip_and_a_wrong_secret(origin, s3_server, tmp_path):
     assert files_under(mate, "data") == files_under(root, "data")
     again = run_dvc(mate, "repro", *DATA_STAGES)
     assert not ran_stages(again.stdout), again.stdout
+
+
+@pytest.fixture
+def sshd_server(tmp_path):
+    """sshd on 127.0.0.1, key-only, run by the test (Debian's openssh-server); skipped where
+    sshd is not installed."""
+    sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
+    if sshd is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("sshd (Debian: openssh-server) is not installed")
+    pytest.importorskip("dvc_ssh")
+    d = tmp_path / "sshd"
+    d.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True
+        )
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\nStrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\n"
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    proc = subprocess.Popen(
+        [sshd, "-D", "-e", "-f", str(d / "sshd_config")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("sshd did not start")
+                time.sleep(0.2)
+        yield port, d / "client_key"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_ssh_round_trip_with_a_key(origin, sshd_server, tmp_path):
+    import getpass
+
+    port, key = sshd_server
+    root, _ = origin
+    project = tmp_path / "project"
+    shutil.copytree(root, project, symlinks=True)
+    store = tmp_path / "ssh-store"
+    url = f"ssh://{getpass.getuser()}@127.0.0.1:{port}{store}"
+    for args in (
+        ("remote", "add", "sshr", url),
+        ("remote", "modify", "--local", "sshr", "keyfile", str(key)),
+    ):
+        assert run_dvc(project, *args).returncode == 0
+    pushed = rlhf(project, "share", "push", "--datasets", "-r", "sshr")
+    assert pushed.returncode == 0, pushed.stderr
+    git(project, "add", ".dvc/config")
+    git(project, "commit", "-qm", "an SSH remote (the key path stays in .dvc/config.local)")
+    mate = tmp_path / "mate"
+    subprocess.run(["git", "clone", "-q", str(project), str(mate)], check=True)
+    shutil.copy(project / ".dvc/config.local", mate / ".dvc/config.local")
+    pulled = rlhf(mate, "share", "pull", "--datasets", "-r", "sshr")
+    assert pulled.returncode == 0, pulled.stderr
+    assert files_under(mate, "data") == files_under(root, "data")
+    again = run_dvc(mate, "repro", *DATA_STAGES)
+    assert not ran_stages(again.stdout), again.stdout
