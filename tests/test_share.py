@@ -320,3 +320,55 @@ def test_ssh_round_trip_with_a_key(origin, sshd_server, tmp_path):
     assert files_under(mate, "data") == files_under(root, "data")
     again = run_dvc(mate, "repro", *DATA_STAGES)
     assert not ran_stages(again.stdout), again.stdout
+
+
+def test_a_killed_push_leaves_no_partial_object_and_a_rerun_completes_it(origin, tmp_path):
+    """SIGKILL `dvc push` as soon as its first object lands: nothing under a hash name is
+    partial, and pushing again uploads the rest, every object matching its md5."""
+    root, _ = origin
+    project = tmp_path / "project"
+    shutil.copytree(root, project, symlinks=True)
+    targets = rlhf(project, "share", "targets", "--datasets").stdout.split()
+    dvc = str(Path(sys.executable).parent / "dvc")
+
+    def whole(store: Path) -> set[Path]:
+        """The objects under a hash name, each checked against it."""
+        objects = {
+            p
+            for p in (store / "files" / "md5").rglob("*")
+            if p.is_file() and not p.name.startswith(".")  # DVC writes `.<random>.tmp` first
+        }
+        for p in objects:
+            name = p.parent.name + p.name.removesuffix(".dir")
+            assert name == hashlib.md5(p.read_bytes()).hexdigest(), p
+        return objects
+
+    for attempt in range(5):  # a push can finish between two polls: try again
+        store = tmp_path / f"store{attempt}"
+        run_dvc(project, "remote", "add", "-f", "kill", str(store))
+        proc = subprocess.Popen(
+            [dvc, "push", "-j", "1", "-r", "kill", *targets],
+            cwd=project,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if store.exists() and any(p.is_file() for p in store.rglob("*")):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.001)
+        proc.wait(timeout=30)
+        if proc.returncode == -signal.SIGKILL:
+            break
+    assert proc.returncode == -signal.SIGKILL, "every push finished before it could be killed"
+    before = whole(store)
+    again = subprocess.run(
+        [dvc, "push", "-r", "kill", *targets], cwd=project, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    after = whole(store)
+    assert after > before  # the rest arrived
+    # What the killed push left is only its temporaries (DVC does not clean them up).
+    left = [p for p in store.rglob("*") if p.is_file() and p not in after]
+    assert all(p.name.startswith(".") and p.name.endswith(".tmp") for p in left), left
