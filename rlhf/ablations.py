@@ -70,11 +70,17 @@ UNFINGERPRINTED = ("report.",)
 BASELINE = "baseline"  # the committed params, re-run only when --seeds differs from them
 
 
-def command(name: str, extra: dict[str, Any] | None = None) -> list[str]:
+def command(
+    name: str, extra: dict[str, Any] | None = None, params_file: Path = paths.PARAMS
+) -> list[str]:
     changes = {**(ABLATIONS[name][0] if name != BASELINE else {}), **(extra or {})}
     cmd = ["dvc", "exp", "run", "--temp", "-n", f"{PREFIX}{name}"]
+    present = _flatten(yaml.safe_load(Path(params_file).read_text()) or {}) if changes else {}
     for k, v in changes.items():
-        cmd += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+        # A key params.yaml leaves at its default (config.py) must be added, not overridden:
+        # DVC's -S refuses a missing key unless it is written +key=value.
+        plus = "" if k in present else "+"
+        cmd += ["-S", f"{plus}{k}={json.dumps(v) if not isinstance(v, str) else v}"]
     return cmd
 
 
