@@ -10,7 +10,6 @@ byte flipped in place (bit rot, an editor, `cp -p` of another file) goes unnotic
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,26 +83,38 @@ class Mismatch:
     missing or are extra."""
 
 
-def content_md5(path: Path) -> str:
-    """DVC's md5 of a file, or of a folder (`<md5>.dir` of its sorted listing), computed from
-    the bytes, never from DVC's state database of size and modification time."""
+def _file_md5s(folder: Path) -> dict[str, str]:
+    """relpath -> DVC md5 of every file under `folder`, from the bytes."""
     from dvc_data.hashfile.hash import file_md5
 
-    if not path.is_dir():
-        return file_md5(str(path))
+    return {
+        f.relative_to(folder).as_posix(): file_md5(str(f))
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
+
+
+def _dir_md5(files: dict[str, str], folder: Path) -> str:
+    """DVC's `<md5>.dir` of a folder from its files' md5s (the hash of its sorted listing)."""
     from dvc_data.hashfile.hash_info import HashInfo
     from dvc_data.hashfile.meta import Meta
     from dvc_data.hashfile.tree import Tree
 
     tree = Tree()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for name in filenames:
-            f = Path(dirpath) / name
-            parts = f.relative_to(path).parts
-            tree.add(parts, Meta(size=f.stat().st_size), HashInfo("md5", file_md5(str(f))))
+    for rel, md5 in files.items():
+        tree.add(
+            tuple(rel.split("/")), Meta(size=(folder / rel).stat().st_size), HashInfo("md5", md5)
+        )
     tree.digest()
     return tree.hash_info.value
+
+
+def content_md5(path: Path) -> str:
+    """DVC's md5 of a file, or of a folder (`<md5>.dir` of its sorted listing), computed from
+    the bytes, never from DVC's state database of size and modification time."""
+    from dvc_data.hashfile.hash import file_md5
+
+    return _dir_md5(_file_md5s(path), path) if path.is_dir() else file_md5(str(path))
 
 
 def verify(outs: list[TrackedOut], root: str | Path = ".") -> tuple[int, list[Mismatch]]:
@@ -115,27 +126,25 @@ def verify(outs: list[TrackedOut], root: str | Path = ".") -> tuple[int, list[Mi
             continue
         checked += 1
         p = root / o.path
-        found = content_md5(p) if p.exists() else "missing"
+        if not p.exists():
+            bad.append(Mismatch(o.path, o.md5, "missing"))
+            continue
+        # A folder's files are hashed once: for its hash and, if that differs, to name them.
+        have = _file_md5s(p) if p.is_dir() else None
+        found = _dir_md5(have, p) if have is not None else content_md5(p)
         if found != o.md5:
-            files = _differing_files(root, p, o.md5) if p.is_dir() else ()
+            files = _differing_files(root, have, o.md5) if have is not None else ()
             bad.append(Mismatch(o.path, o.md5, found, files))
     return checked, bad
 
 
-def _differing_files(root: Path, folder: Path, md5: str) -> tuple[str, ...]:
+def _differing_files(root: Path, have: dict[str, str], md5: str) -> tuple[str, ...]:
+    """The files of a folder (relpath -> md5 in the workspace) that differ from, or are
+    missing in or extra to, the listing `md5` names in the local DVC cache; () without it."""
     import json
-
-    from dvc_data.hashfile.hash import file_md5
 
     listing = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     if not listing.exists():
         return ()
     want = {e["relpath"]: e["md5"] for e in json.loads(listing.read_text())}
-    have = {f.relative_to(folder).as_posix(): f for f in sorted(folder.rglob("*")) if f.is_file()}
-    return tuple(
-        sorted(
-            r
-            for r in want.keys() | have.keys()
-            if r not in want or r not in have or file_md5(str(have[r])) != want[r]
-        )
-    )
+    return tuple(sorted(r for r in want.keys() | have.keys() if want.get(r) != have.get(r)))
