@@ -107,6 +107,19 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+def run_rlhf(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """The `rlhf` command on the project at `root` (`--root`), with this interpreter's `dvc`."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [sys.executable, "-m", "rlhf.cli", *args, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+
+
 def run_dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     # Stage commands call `python`: make it this interpreter, activated venv or not.
     bindir = Path(sys.executable).parent

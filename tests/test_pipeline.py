@@ -13,7 +13,7 @@ import yaml
 from rlhf import paths
 from rlhf.schemas import read_table
 
-from .conftest import REPO, SMALL_LOOP, make_project, run_dvc
+from .conftest import REPO, SMALL_LOOP, make_project, run_dvc, run_rlhf
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = ("world", "mix", "prompts")
@@ -279,18 +279,10 @@ def test_a_teammate_pulls_the_whole_run_and_reproduces_nothing(project, tmp_path
     for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "the run"]):
         subprocess.run(cmd, cwd=project, check=True, env=env)
 
-    def share(root, action):
-        return subprocess.run(
-            [sys.executable, "-m", "rlhf.cli", "share", action, "--all", "--root", str(root)],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        )
-
-    assert share(project, "push").returncode == 0
+    assert run_rlhf(project, "share", "push", "--all").returncode == 0
     mate = tmp_path / "mate"
     subprocess.run(["git", "clone", "-q", str(project), str(mate)], check=True)
-    pulled = share(mate, "pull")
+    pulled = run_rlhf(mate, "share", "pull", "--all")
     assert pulled.returncode == 0, pulled.stderr
     again = run_dvc(mate, "repro")
     assert again.returncode == 0, again.stderr[-3000:]

