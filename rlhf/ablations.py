@@ -36,6 +36,13 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "reference_previous": ({"dpo.reference": "previous"}, "DPO reference = previous policy"),
     "history_accumulated": ({"dpo.history": "accumulated"}, "train on all pairs so far"),
+    # Larger DPO steps: whether moving further from SFT per iteration buys more gold.
+    "dpo_lr_2x": ({"dpo.train.lr": 1e-4}, "DPO learning rate 1e-4 instead of 5e-5"),
+    # The offline baseline with more of the mix: as many pairs as all three iterations (and the
+    # on-policy control) together, then 10x one iteration (the paper's offline DPO sees its
+    # whole offline set; the full 29 K-pair mix costs ~20 min here).
+    "offline_pairs_900": ({"offline_dpo.n_pairs": 900}, "offline DPO on 900 mix pairs"),
+    "offline_pairs_3000": ({"offline_dpo.n_pairs": 3000}, "offline DPO on 3000 mix pairs"),
     "n_2": ({"generate.n": 2}, "2 samples per prompt instead of 8"),
     "temperature_0.7": ({"generate.temperature": 0.7}, "sampling temperature 0.7"),
     "best_random": ({"pairs.selection": "max_random"}, "best vs a random other response"),
