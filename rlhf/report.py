@@ -68,6 +68,8 @@ class Claim:
     text: str
     holds: bool | None  # None: not measured
     evidence: str
+    why: str | None = None
+    """For a claim that does not hold: the run's own diagnostics that explain it."""
 
 
 @dataclass
@@ -138,6 +140,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 "Offline DPO beats SFT (win-rate vs SFT above 0.5, interval excluding 0.5)",
                 off["win_rate_vs_sft_lo"] > 0.5,
                 f"offline DPO {_fmt(off, 'win_rate_vs_sft')}",
+                _why_offline(data, params, pol, iters),
             )
         )
     if iters:
@@ -159,6 +162,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 last["gold_gain_vs_sft_lo"] > first["gold_gain_vs_sft_hi"],
                 f"{iters[0]} {_fmt(first, 'gold_gain_vs_sft')}, "
                 f"{iters[-1]} {_fmt(last, 'gold_gain_vs_sft')}",
+                _why_no_growth(data, pol, iters),
             )
         )
     if data.corr_summary:
@@ -170,6 +174,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 rm.lo > gold.hi,
                 f"mean per-prompt length-reward r: RM {rm.mean:.3f} [{rm.lo:.3f}, {rm.hi:.3f}], "
                 f"gold {gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}]",
+                _why_no_length_bias(data),
             )
         )
     if params.evaluate.judge != "gold":
@@ -183,8 +188,8 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
             )
             for c in claims
         ]
-    lp = [a for a in data.ablations if a.get("ablation") == "length_penalty"]
-    base = [a for a in data.ablations if a.get("ablation") == "baseline"]
+    lp = _ablations_changing(data, "score.length_penalty")
+    base = [a for a in data.ablations if a.get("ablation") == ablations_lib.BASELINE]
     if lp and base:
         a, b = lp[0]["final"], base[0]["final"]
         shorter = a["mean_length_words"]["hi"] < b["mean_length_words"]["lo"]
@@ -196,6 +201,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 f"length {a['mean_length_words']['mean']:.1f} vs {b['mean_length_words']['mean']:.1f} "
                 f"words; LC win-rate {a['lc_win_rate_vs_sft']['mean']:.3f} vs "
                 f"{b['lc_win_rate_vs_sft']['mean']:.3f}",
+                _why_penalty(data, lp[0], base[0]),
             )
         )
     else:
@@ -207,6 +213,152 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
             )
         )
     return claims
+
+
+# Why a claim fails, from the run's own diagnostics (issue: "a measured explanation in the
+# report"). Each returns None when the diagnostics it needs are absent.
+
+
+def _ablations_changing(data: ReportData, key: str) -> list[dict[str, Any]]:
+    """Collected ablations whose params change `key`, found by their params, not their names."""
+    return [
+        a
+        for a in data.ablations
+        if key in ablations_lib.ABLATIONS.get(a.get("ablation", ""), ({}, ""))[0]
+    ]
+
+
+def _iv_text(iv: dict[str, float], digits: int = 3) -> str:
+    return f"{iv['mean']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
+
+
+def _why_offline(
+    data: ReportData, params: Params, pol: dict[str, dict[str, Any]], iters: list[str]
+) -> str | None:
+    off = pol["offline_dpo"]
+    parts = []
+    if off.get("kl_to_sft") is not None and iters and pol[iters[-1]].get("kl_to_sft") is not None:
+        parts.append(
+            f"offline DPO moved {off['kl_to_sft']:.3f} nats from SFT, {iters[-1]} "
+            f"{pol[iters[-1]]['kl_to_sft']:.2f}: pairs written by other model families barely "
+            "change the policy's own samples"
+        )
+    n_default = params.offline_dpo.n_pairs or params.prompts.slice_size
+    more = []
+    for a in sorted(
+        _ablations_changing(data, "offline_dpo.n_pairs"),
+        key=lambda a: ablations_lib.ABLATIONS[a["ablation"]][0]["offline_dpo.n_pairs"],
+    ):
+        wr = a.get("policies", {}).get("offline_dpo", {}).get("win_rate_vs_sft")
+        if isinstance(wr, dict):
+            n = ablations_lib.ABLATIONS[a["ablation"]][0]["offline_dpo.n_pairs"]
+            more.append(f"{n} pairs {_iv_text(wr)}")
+    if more:
+        parts.append(
+            f"with more of the mix than the default {n_default} pairs (ablations), offline "
+            "DPO's win-rate vs SFT is " + ", ".join(more)
+        )
+    return "; ".join(parts) or None
+
+
+def _why_no_growth(
+    data: ReportData, pol: dict[str, dict[str, Any]], iters: list[str]
+) -> str | None:
+    points = [
+        (p, pol[p]["kl_to_sft"], pol[p]["gold_gain_vs_sft"])
+        for p in iters
+        if pol[p].get("kl_to_sft") is not None
+    ]
+    # Only runs that change how DPO moves the policy: replicates have another RM, and the
+    # offline or length-penalty runs change something else than the distance travelled.
+    for a in data.ablations:
+        f = a.get("final", {})
+        keys = ablations_lib.ABLATIONS.get(a.get("ablation", ""), ({}, ""))[0]
+        if keys and all(k.startswith("dpo.") for k in keys) and "kl_to_sft" in f:
+            points.append(
+                (
+                    f"{a['ablation']} ({a['final_iteration']})",
+                    f["kl_to_sft"]["mean"],
+                    f["gold_gain_vs_sft"]["mean"],
+                )
+            )
+    if len(points) < 2:
+        return None
+    acc = {r["iteration"]: r.get("rm_accuracy") for r in data.onpolicy}
+    parts = [
+        "KL to SFT and gold gain per iteration: "
+        + ", ".join(f"{p} {kl:.2f} nats / {g:+.3f}" for p, kl, g in points if p in iters)
+    ]
+    if all(acc.get(p) is not None for p in iters):
+        parts.append(
+            "the RM's accuracy on each iteration's own samples "
+            + ", ".join(f"{acc[p]:.3f}" for p in iters)
+        )
+    peak = max(points, key=lambda t: t[2])
+    further = [t for t in points if t[1] > peak[1] and t[0] != peak[0]]
+    if further:
+        parts.append(
+            f"the gold gain peaks at {peak[1]:.2f} nats ({peak[0]}, {peak[2]:+.3f}) and every run "
+            "that moved further from SFT gained less ("
+            + ", ".join(f"{p} {kl:.2f} nats / {g:+.3f}" for p, kl, g in further)
+            + "): past that distance the policy gains on the proxy RM, not on gold, so more "
+            "iterations under a fixed RM stop adding gold (Gao et al. 2023)"
+        )
+    return "; ".join(parts)
+
+
+def _why_no_length_bias(data: ReportData) -> str | None:
+    gold = data.corr_summary.get("gold")
+    parts = []
+    if gold is not None and gold.hi < 0:
+        parts.append(
+            f"the gold judge itself prefers shorter answers in this world (r {gold.mean:.3f})"
+        )
+    rows = [r for r in data.table1 if r.get("source") != "total"]
+    total = [r for r in data.table1 if r.get("source") == "total"]
+    if rows and total:
+        t = total[0]
+        longer = sorted(
+            (r for r in rows if r["mean_chosen_length"] > r["mean_rejected_length"]),
+            key=lambda r: r["mean_rejected_length"] - r["mean_chosen_length"],
+        )
+        parts.append(
+            "in the preference mix chosen answers average "
+            f"{t['mean_chosen_length']:.1f} words against {t['mean_rejected_length']:.1f} "
+            "for rejected"
+            + (
+                "; longer chosen answers only in "
+                + ", ".join(
+                    f"{r['source']} ({r['n_pairs']} of {t['n_pairs']} pairs, "
+                    f"{r['mean_chosen_length']:.1f} vs {r['mean_rejected_length']:.1f})"
+                    for r in longer
+                )
+                if longer
+                else ""
+            )
+            + ": the RM learns the labels' length preference, which here is weaker than "
+            "gold's brevity preference, not stronger"
+        )
+    return "; ".join(parts) or None
+
+
+def _why_penalty(data: ReportData, lp: dict[str, Any], base: dict[str, Any]) -> str | None:
+    a, b = lp["final"], base["final"]
+    gold = data.corr_summary.get("gold")
+    rm = data.corr_summary.get("rm")
+    parts = [
+        f"its raw win-rate is {a['win_rate_vs_sft']['mean']:.3f} against "
+        f"{b['win_rate_vs_sft']['mean']:.3f}"
+    ]
+    if gold is not None and rm is not None and gold.hi < 0 and rm.mean <= 0 and rm.lo <= gold.hi:
+        parts.append(
+            f"but both the gold judge (r {gold.mean:.3f}) and the RM (r {rm.mean:.3f}) already "
+            "prefer shorter answers, so the penalty only buys brevity that gold rewards anyway, "
+            "and the length-controlled win-rate, which removes exactly that credit, does not "
+            "rise: a length penalty helps where the RM over-rewards length, which this run's RM "
+            "does not"
+        )
+    return "; ".join(parts)
 
 
 def _fmt(row: dict[str, Any], key: str, digits: int = 3) -> str:
@@ -535,13 +687,17 @@ def ablations_markdown(runs: list[dict[str, Any]]) -> str:
                 "seeds": a.get("seeds"),
                 **{
                     k: _fmt_iv(f[k], 1 if k == "mean_length_words" else 3)
-                    for k, _ in METRICS
+                    for k, _ in (*METRICS, DISTANCE[0])
                     if k in f  # runs collected before a metric existed lack it
                 },
             }
         )
+        off = a.get("policies", {}).get("offline_dpo", {}).get("win_rate_vs_sft")
+        if isinstance(off, dict):
+            rows[-1]["offline_win_rate"] = _fmt_iv(off, 3)
     cols = [("ablation", "ablation"), ("change", "params changed"), ("seeds", "seeds")]
-    cols += [(k, f"final iteration: {label}") for k, label in METRICS]
+    cols += [(k, f"final iteration: {label}") for k, label in (*METRICS, DISTANCE[0])]
+    cols += [("offline_win_rate", "offline DPO: win-rate vs SFT")]
     return _md_table(rows, cols)
 
 
@@ -554,7 +710,11 @@ def build_sections(
     s.append(
         (
             "Claims of the paper, checked on this run",
-            "\n".join(f"- **{verdict[c.holds]}** — {c.text}: {c.evidence}." for c in data.claims),
+            "\n".join(
+                f"- **{verdict[c.holds]}** — {c.text}: {c.evidence}."
+                + (f" *Why:* {c.why}." if c.holds is False and c.why else "")
+                for c in data.claims
+            ),
             None,
         )
     )

@@ -79,3 +79,35 @@ def test_readme_block_comes_from_the_report(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(SystemExit, match="needs exactly one"):
         update_readme(readme, tmp_path)
+
+
+def test_failing_claims_say_why_from_the_runs_own_diagnostics(tmp_path):
+    raw = {
+        "iterations": {
+            "iter_1": {"policy_in": "models/sft", "prompt_split": "train_1"},
+            "iter_2": {"policy_in": "models/iter_1", "prompt_split": "train_2"},
+        }
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "reports/eval").mkdir(parents=True)
+    for name, gold, wr, kl in [
+        ("sft", 0.40, 0.5, 0.0),
+        ("offline_dpo", 0.40, 0.50, 0.01),  # did not move: does not beat SFT
+        ("iter_1", 0.46, 0.60, 0.2),
+        ("iter_2", 0.45, 0.62, 0.9),  # moved further, gained less: no growth
+    ]:
+        m = metrics(gold, wr, 11.0)
+        m["kl_to_sft"] = iv(kl, 0.01)
+        (tmp_path / f"reports/eval/{name}.json").write_text(json.dumps(m))
+    data = build_report(parse_params(raw), tmp_path)
+    claims = {c.text.split(" (")[0].split(":")[0]: c for c in data.claims}
+    offline = claims["Offline DPO beats SFT"]
+    assert offline.holds is False and "0.010 nats from SFT, iter_2 0.90" in offline.why
+    growth = claims["The gold gain over SFT grows with iterations"]
+    assert growth.holds is False
+    assert "peaks at 0.20 nats (iter_1, +0.060)" in growth.why and "iter_2 0.90 nats" in growth.why
+    md = (tmp_path / paths.REPORT_MD).read_text()
+    assert f"*Why:* {growth.why}." in md
+    # A claim that holds carries no explanation in the report.
+    held = next(line for line in md.splitlines() if line.startswith("- **HOLDS**"))
+    assert "*Why:*" not in held
