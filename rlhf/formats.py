@@ -13,13 +13,13 @@ the RLHFlow message format and TRL's conversational and plain-text preference fo
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from rlhf.config import SourceFilter
+from rlhf.config import ConfigError, ExternalSource, SourceFilter
 from rlhf.datafiles import load_rows
 from rlhf.messages import content_text, to_trl_preference
 from rlhf.mix import (
@@ -759,6 +759,18 @@ def convert_rows(
         flt or f.default_filter,
         random.Random(f"{seed}:convert/{name}"),
     )
+
+
+def check_formats(section: str, sources: Mapping[str, ExternalSource], known: Mapping) -> None:
+    """Refuse a params source whose format the registry `known` lacks, naming its key
+    (`mix.external.<name>.format`). The registries check their own names so that loading
+    params (config) imports none of them."""
+    for name, src in sources.items():
+        if src.format not in known:
+            raise ConfigError(
+                f"{section}.external.{name}.format: unknown format {src.format!r}; "
+                f"known: {', '.join(known)}"
+            )
 
 
 def load_external(src) -> list[Row]:

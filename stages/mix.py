@@ -8,8 +8,9 @@ from _common import params_or_exit, parser
 
 from rlhf import paths
 from rlhf.analytics import table1_markdown, table1_stats
+from rlhf.config import ConfigError
 from rlhf.datafiles import DataError, UsageError
-from rlhf.formats import load_external
+from rlhf.formats import FORMATS, check_formats, load_external
 from rlhf.io import write_json, write_text
 from rlhf.mix import build_mix
 from rlhf.schemas import read_table, write_table
@@ -23,12 +24,15 @@ def main() -> None:
     cfg = params_or_exit(args.params).mix
     sources = cfg.recipes[cfg.recipe]
     try:
+        check_formats("mix", cfg.external, FORMATS)
         raw = {
             s: load_external(cfg.external[s])
             if s in cfg.external
             else read_table(f"raw/{s}", paths.raw_source(args.world, s)).to_pylist()
             for s in sources
         }
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     except (DataError, UsageError, FileNotFoundError) as e:  # one line, not a traceback
         sys.exit(f"error: mix.external: {e}")
     prefs, quarantine, report = build_mix(cfg, raw)

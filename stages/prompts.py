@@ -8,10 +8,11 @@ import pyarrow as pa
 from _common import params_or_exit, parser
 
 from rlhf import paths
+from rlhf.config import ConfigError
 from rlhf.datafiles import DataError, UsageError
-from rlhf.formats import load_external
+from rlhf.formats import check_formats, load_external
 from rlhf.io import write_json
-from rlhf.prompt_sources import build_pool
+from rlhf.prompt_sources import PROMPT_FORMATS, build_pool
 from rlhf.prompt_splits import split_prompts
 from rlhf.schemas import QUARANTINE, read_table, write_table
 
@@ -22,6 +23,10 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.PROMPTS))
     args = p.parse_args()
     cfg = params_or_exit(args.params).prompts
+    try:
+        check_formats("prompts", cfg.external, PROMPT_FORMATS)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     world = read_table("prompt_pool", args.pool) if cfg.world else None
     try:
         pool, quarantine, external = build_pool(world, cfg.external, load_external)

@@ -151,10 +151,6 @@ def _with(raw: dict, **sections) -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (
-            {"mix": {"external": {"x": {"format": "nope", "path": "data/external/x.jsonl"}}}},
-            "unknown format 'nope'",
-        ),
         ({"mix": {"external": {"x": {"format": "hh-rlhf"}}}}, "set exactly one of path"),
         (
             {"mix": {"external": {"x": {"format": "hh-rlhf", "path": "/tmp/x.jsonl"}}}},
@@ -179,6 +175,26 @@ def test_bad_source_settings_are_refused_with_the_key(change, message):
         raw[section] = {**raw[section], **values}
     with pytest.raises(ConfigError, match=message):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("section", ["mix", "prompts"])
+def test_unknown_format_is_refused_by_its_registry_with_the_key(section):
+    from rlhf.formats import FORMATS, check_formats
+    from rlhf.prompt_sources import PROMPT_FORMATS
+
+    raw = _raw_params()
+    raw[section] = {
+        **raw[section],
+        "external": {"x": {"format": "nope", "path": "data/external/x.jsonl"}},
+    }
+    if section == "prompts":
+        raw["evaluate"] = {**raw["evaluate"], "judge": "reward_model"}
+    p = parse_params(raw)  # params loading leaves format names to the registries
+    known = FORMATS if section == "mix" else PROMPT_FORMATS
+    with pytest.raises(
+        ConfigError, match=rf"{section}\.external\.x\.format: unknown format 'nope'"
+    ):
+        check_formats(section, getattr(p, section).external, known)
 
 
 HH_ROWS = [
