@@ -123,7 +123,7 @@ def _print_quarantine(quarantine: list[dict], rows) -> None:
 def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str, suggest) -> int:
     """EXIT_QUALITY when nothing is kept or defects (not the paper's filter rules) exceed
     `max_share` of the rows read; prints why, and a better --from when one fits the rows."""
-    from rlhf.mix import FILTER_REASONS
+    from rlhf.adapters import FILTER_REASONS
 
     defects = sum(1 for q in quarantine if q["reason"] not in FILTER_REASONS)
     share = defects / max(len(rows), 1)

@@ -2,7 +2,7 @@
 
 Each format names the dataset it mirrors, an adapter (native rows -> candidate pairs or
 quarantine records with a reason), the annotator kind and the paper's default filter. Every
-candidate then passes the common structural checks of :func:`rlhf.mix.run_adapter`
+candidate then passes the common structural checks of :func:`rlhf.adapters.run_adapter`
 (well-formed roles, shared prefix, non-identical answers), so no row is dropped uncounted.
 
 Rows are loaded through `datasets` from a local jsonl / json / parquet file (optionally
@@ -12,36 +12,33 @@ the RLHFlow message format and TRL's conversational and plain-text preference fo
 
 from __future__ import annotations
 
+import itertools
 import random
+import re
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from rlhf.config import ConfigError, ExternalSource, SourceFilter
-from rlhf.datafiles import load_rows
-from rlhf.messages import content_text, to_trl_preference
-from rlhf.mix import (
+from rlhf.adapters import (
+    Adapter,
     AdaptResult,
     Candidate,
     Drop,
     Row,
-    _assistant,
-    _fields,
-    _missing,
-    _user,
-    adapt_helpsteer,
-    adapt_hh,
-    adapt_pku_safe,
-    adapt_shp,
-    adapt_ultrafeedback,
-    adapt_ultrainteract,
+    assistant_turn,
+    check_fields,
+    check_missing,
+    grouped,
     run_adapter,
+    user_turn,
 )
+from rlhf.config import ConfigError, ExternalSource, SourceFilter
+from rlhf.datafiles import load_rows
+from rlhf.messages import Message, content_text, normalize, to_trl_preference
 from rlhf.schemas import MESSAGES
-
-Adapter = Callable[[list[Row], SourceFilter, random.Random], Iterator[Candidate | Drop]]
 
 
 def _score(v: Any) -> float | None:
@@ -90,7 +87,323 @@ def _rated_pair(
     checked = _check_ratings(i, row, cs, rs, fields, flt)
     if isinstance(checked, Drop):
         return checked
-    return Candidate(i, prompt + [_assistant(chosen)], prompt + [_assistant(rejected)], *checked)
+    return Candidate(
+        i, prompt + [assistant_turn(chosen)], prompt + [assistant_turn(rejected)], *checked
+    )
+
+
+# --- HH-RLHF -------------------------------------------------------------------------------
+
+_HH_SPLIT = re.compile(r"\n\n(Human|Assistant):[ ]?")
+
+
+def parse_hh_transcript(text: str) -> list[Message] | None:
+    """'\\n\\nHuman: ...\\n\\nAssistant: ...' -> messages; None if it has no such turns."""
+    parts = _HH_SPLIT.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [
+        {"role": roles[r], "content": c.strip()}
+        for r, c in zip(parts[1::2], parts[2::2], strict=True)
+    ]
+
+
+def adapt_hh(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterator[Candidate | Drop]:
+    for i, row in enumerate(rows):
+        if d := check_fields(row, i, {"chosen": "text", "rejected": "text"}):
+            yield d
+            continue
+        chosen, rejected = parse_hh_transcript(row["chosen"]), parse_hh_transcript(row["rejected"])
+        if chosen is None or rejected is None:
+            bad = "chosen" if chosen is None else "rejected"
+            yield Drop(i, "malformed", bad, "no '\\n\\nHuman:' / '\\n\\nAssistant:' turns", row)
+            continue
+        # Real HH pairs sometimes differ before the last turn; those are quarantined as
+        # prefix_mismatch by the common check rather than silently re-cut.
+        yield Candidate(i, chosen, rejected)
+
+
+# --- UltraFeedback ---------------------------------------------------------------------------
+
+
+def adapt_ultrafeedback(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    for i, row in enumerate(rows):
+        # openbmb/UltraFeedback names the prompt `instruction`; binarised copies use `prompt`.
+        key = "prompt" if isinstance(row, dict) and "prompt" in row else "instruction"
+        if d := check_fields(row, i, {key: "text", "completions": "list"}):
+            yield d
+            continue
+        comps = row["completions"]
+        bad = None
+        for j, c in enumerate(comps):
+            if d := check_fields(c, i, {"response": "text", "overall_score": "number"}):
+                where = f"completions[{j}]" + (f".{d.field}" if d.field else "")
+                bad = Drop(i, d.reason, where, d.detail, row)
+                break
+        bad = bad or next(
+            (
+                Drop(i, "empty_turn", f"completions[{j}].response", "empty completion", row)
+                for j, c in enumerate(comps)
+                if not c["response"].strip()
+            ),
+            None,
+        )
+        if bad:
+            yield bad
+            continue
+        if len(comps) < 2:
+            yield Drop(i, "missing_field", "completions", "fewer than 2 completions", row)
+            continue
+        best = max(range(len(comps)), key=lambda j: (comps[j]["overall_score"], -j))
+        top = comps[best]["overall_score"]
+        lower = [
+            j for j, c in enumerate(comps) if c["overall_score"] <= top - max(flt.min_margin, 1e-9)
+        ]
+        if not lower:
+            yield Drop(
+                i,
+                "below_min_margin",
+                "completions.overall_score",
+                f"no completion scored <= {top} - {flt.min_margin}",
+                row,
+            )
+            continue
+        # The paper's recipe: best-rated vs a random lower-rated completion.
+        j = rng.choice(lower)
+        prompt = [user_turn(row[key])]
+        yield Candidate(
+            i,
+            prompt + [assistant_turn(comps[best]["response"])],
+            prompt + [assistant_turn(comps[j]["response"])],
+            float(top),
+            float(comps[j]["overall_score"]),
+        )
+
+
+# --- HelpSteer ---------------------------------------------------------------------------------
+
+HELPSTEER_ATTRS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+
+
+@grouped
+def adapt_helpsteer(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if d := check_fields(
+            row,
+            i,
+            {"prompt": "text", "response": "text", **dict.fromkeys(HELPSTEER_ATTRS, "number")},
+        ):
+            yield d
+            continue
+        if not row["prompt"].strip() or not row["response"].strip():
+            yield Drop(
+                i,
+                "empty_turn",
+                "prompt" if not row["prompt"].strip() else "response",
+                "empty text",
+                row,
+            )
+            continue
+        out = next((a for a in HELPSTEER_ATTRS if not 0 <= row[a] <= 4), None)
+        if out:
+            yield Drop(i, "invalid_score", out, f"{out}={row[out]} outside 0-4", row)
+            continue
+        groups[normalize(row["prompt"])].append(i)
+    # Pairs from every two responses to the same prompt, higher helpfulness chosen. A row
+    # that ends up in no pair and no pair's quarantine record gets its own record.
+    touched: set[int] = set()
+    for idx in groups.values():
+        if len(idx) == 1:
+            yield Drop(
+                idx[0], "unpaired", "prompt", "the only response to its prompt", rows[idx[0]]
+            )
+        for a, b in itertools.combinations(idx, 2):
+            ra, rb = rows[a], rows[b]
+            if rb["helpfulness"] > ra["helpfulness"]:
+                (a, ra), (b, rb) = (b, rb), (a, ra)
+            gap = ra["helpfulness"] - rb["helpfulness"]
+            if gap < max(flt.min_margin, 1e-9):
+                touched.add(a)
+                yield Drop(
+                    a,
+                    "below_min_margin",
+                    "helpfulness",
+                    f"rows {a} and {b}: helpfulness gap {gap} < {flt.min_margin}",
+                    {"row_a": ra, "row_b": rb},
+                )
+                continue
+            touched |= {a, b}
+            prompt = [user_turn(ra["prompt"])]
+            yield Candidate(
+                a,
+                prompt + [assistant_turn(ra["response"])],
+                prompt + [assistant_turn(rb["response"])],
+                float(ra["helpfulness"]),
+                float(rb["helpfulness"]),
+                suffix=f"-{b}",
+            )
+    for i in sorted(i for idx in groups.values() if len(idx) > 1 for i in idx if i not in touched):
+        yield Drop(
+            i,
+            "below_min_margin",
+            "helpfulness",
+            f"no other response to its prompt is {flt.min_margin} or more apart from row {i}",
+            rows[i],
+        )
+
+
+# --- SHP ------------------------------------------------------------------------------------------
+
+
+@grouped
+def adapt_shp(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterator[Candidate | Drop]:
+    per_post: dict[str, list[tuple[float, int, Candidate]]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if d := check_fields(
+            row,
+            i,
+            {
+                "post_id": "any",
+                "history": "text",
+                "human_ref_A": "text",
+                "human_ref_B": "text",
+                "labels": "any",
+                "score_A": "number",
+                "score_B": "number",
+            },
+        ):
+            yield d
+            continue
+        sa, sb = row["score_A"], row["score_B"]
+        if row["labels"] not in (0, 1):
+            yield Drop(i, "invalid_label", "labels", f"labels={row['labels']} is not 0 or 1", row)
+            continue
+        if sa == sb or (row["labels"] == 1) != (sa > sb):
+            yield Drop(
+                i,
+                "label_contradicts_scores",
+                "labels",
+                f"labels={row['labels']} but score_A={sa}, score_B={sb}",
+                row,
+            )
+            continue
+        ratio = max(sa, sb) / max(min(sa, sb), 1)
+        if ratio < flt.min_ratio:
+            yield Drop(
+                i, "below_min_ratio", "score_ratio", f"ratio {ratio:.3f} < {flt.min_ratio}", row
+            )
+            continue
+        prompt = [user_turn(row["history"])]
+        a, b = assistant_turn(row["human_ref_A"]), assistant_turn(row["human_ref_B"])
+        c, r = (a, b) if row["labels"] == 1 else (b, a)
+        cand = Candidate(i, prompt + [c], prompt + [r], float(max(sa, sb)), float(min(sa, sb)))
+        per_post[row["post_id"]].append((ratio, i, cand))
+    for post, cands in per_post.items():
+        # Keep the most clear-cut pairs of each post (highest ratio first, then row order).
+        cands.sort(key=lambda t: (-t[0], t[1]))
+        cap = flt.max_pairs_per_prompt or len(cands)
+        for _, _, cand in cands[:cap]:
+            yield cand
+        for ratio, i, _ in cands[cap:]:
+            yield Drop(
+                i,
+                "over_pair_cap",
+                "post_id",
+                f"post {post} already has {cap} pairs with a higher ratio than {ratio:.3f}",
+                rows[i],
+            )
+
+
+# --- PKU-SafeRLHF -------------------------------------------------------------------------------
+
+
+def adapt_pku_safe(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    id_field = f"{flt.label}_response_id"
+    for i, row in enumerate(rows):
+        if d := check_fields(
+            row,
+            i,
+            {
+                "prompt": "text",
+                "response_0": "text",
+                "response_1": "text",
+                id_field: "any",
+                "is_response_0_safe": "any",
+                "is_response_1_safe": "any",
+            },
+        ):
+            yield d
+            continue
+        k = row[id_field]
+        if k not in (0, 1):
+            yield Drop(i, "invalid_label", id_field, f"{id_field}={k} is not 0 or 1", row)
+            continue
+        safe = (row["is_response_0_safe"], row["is_response_1_safe"])
+        if flt.label == "safer" and not safe[k] and safe[1 - k]:
+            yield Drop(
+                i,
+                "label_contradicts_flags",
+                id_field,
+                f"response_{k} is labelled safer but is_response_{k}_safe=False "
+                f"and is_response_{1 - k}_safe=True",
+                row,
+            )
+            continue
+        prompt = [user_turn(row["prompt"])]
+        yield Candidate(
+            i,
+            prompt + [assistant_turn(row[f"response_{k}"])],
+            prompt + [assistant_turn(row[f"response_{1 - k}"])],
+        )
+
+
+# --- UltraInteract ----------------------------------------------------------------------------------
+
+_UI_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+
+
+def adapt_ultrainteract(
+    rows: list[Row], flt: SourceFilter, rng: random.Random
+) -> Iterator[Candidate | Drop]:
+    for i, row in enumerate(rows):
+        if d := check_fields(row, i, {"trajectory": "list", "chosen": "text", "rejected": "text"}):
+            yield d
+            continue
+        if not row["trajectory"]:
+            yield Drop(i, "empty_turn", "trajectory", "empty trajectory", row)
+            continue
+        bad = next(
+            (
+                Drop(i, d.reason, f"trajectory[{j}].{d.field}", d.detail, row)
+                for j, t in enumerate(row["trajectory"])
+                if (d := check_fields(t, i, {"from": "text"}, {"value": "text"}))
+            ),
+            None,
+        )
+        if bad:
+            yield bad
+            continue
+        try:
+            context = [
+                {"role": _UI_ROLES[t["from"]], "content": t.get("value") or ""}
+                for t in row["trajectory"]
+            ]
+        except KeyError as e:
+            yield Drop(i, "bad_roles", "trajectory", f"unknown speaker {e}", row)
+            continue
+        yield Candidate(
+            i,
+            context + [assistant_turn(row["chosen"])],
+            context + [assistant_turn(row["rejected"])],
+        )
 
 
 # --- CodeUltraFeedback (coseus/CodeUltraFeedback) ---------------------------------------------
@@ -103,7 +416,7 @@ def adapt_codeultrafeedback(
     rationale}] (ratings are strings "1".."5"): best-rated vs a random completion rated at
     least `min_margin` lower, as for UltraFeedback."""
     for i, row in enumerate(rows):
-        if d := _fields(
+        if d := check_fields(
             row, i, {"instruction": "text", "responses": "list", "annotations": "list"}
         ):
             yield d
@@ -151,9 +464,9 @@ def adapt_codeultrafeedback(
             )
             continue
         low = rng.choice(lower)
-        prompt = [_user(row["instruction"])]
+        prompt = [user_turn(row["instruction"])]
         yield Candidate(
-            i, prompt + [_assistant(top[2])], prompt + [_assistant(low[2])], top[0], low[0]
+            i, prompt + [assistant_turn(top[2])], prompt + [assistant_turn(low[2])], top[0], low[0]
         )
 
 
@@ -164,7 +477,7 @@ def adapt_argilla_math(
     rows: list[Row], flt: SourceFilter, rng: random.Random
 ) -> Iterator[Candidate | Drop]:
     for i, row in enumerate(rows):
-        if d := _fields(
+        if d := check_fields(
             row, i, {"instruction": "text", "chosen_response": "text", "rejected_response": "text"}
         ):
             yield d
@@ -172,7 +485,7 @@ def adapt_argilla_math(
         yield _rated_pair(
             i,
             row,
-            [_user(row["instruction"])],
+            [user_turn(row["instruction"])],
             row["chosen_response"],
             row["rejected_response"],
             row.get("chosen_rating"),
@@ -192,7 +505,7 @@ def adapt_orca_dpo(
     tie / unchanged / swapped. Ties and GSM8K-train contamination are quarantined, as the
     dataset card recommends."""
     for i, row in enumerate(rows):
-        if d := _fields(
+        if d := check_fields(
             row, i, {"input": "text", "chosen": "text", "rejected": "text"}, {"system": "text"}
         ):
             yield d
@@ -213,11 +526,13 @@ def adapt_orca_dpo(
             [{"role": "system", "content": row["system"]}]
             if (row.get("system") or "").strip()
             else []
-        ) + [_user(row["input"])]
+        ) + [user_turn(row["input"])]
         ratings = row.get("rating")
         if not ratings:  # unrated rows keep their original label, without scores
             yield Candidate(
-                i, prompt + [_assistant(row["chosen"])], prompt + [_assistant(row["rejected"])]
+                i,
+                prompt + [assistant_turn(row["chosen"])],
+                prompt + [assistant_turn(row["rejected"])],
             )
             continue
         if len(ratings) != 2 or any(_score(x) is None for x in ratings):
@@ -277,7 +592,7 @@ def _pair_messages(
 
 def _read_pair(i: int, row: Row) -> Drop | tuple[list[dict], list[dict]]:
     """`chosen` / `rejected` present and both message lists, else the row's quarantine."""
-    if d := _missing(row, i, ("chosen", "rejected")):
+    if d := check_missing(row, i, ("chosen", "rejected")):
         return d
     return _pair_messages(
         i, row, row["chosen"], row["rejected"], "not a list of text messages ({role, content})"
@@ -343,7 +658,7 @@ def adapt_trl(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterato
     or plain text with an explicit prompt (strings). Plain text without a prompt cannot be split
     into turns and is quarantined."""
     for i, row in enumerate(rows):
-        if d := _missing(row, i, ("chosen", "rejected")):
+        if d := check_missing(row, i, ("chosen", "rejected")):
             yield d
             continue
         prompt, chosen, rejected = row.get("prompt"), row["chosen"], row["rejected"]
@@ -357,8 +672,8 @@ def adapt_trl(rows: list[Row], flt: SourceFilter, rng: random.Random) -> Iterato
                     row,
                 )
                 continue
-            p = [_user(prompt)]
-            yield Candidate(i, p + [_assistant(chosen)], p + [_assistant(rejected)])
+            p = [user_turn(prompt)]
+            yield Candidate(i, p + [assistant_turn(chosen)], p + [assistant_turn(rejected)])
             continue
         msgs = _pair_messages(
             i, row, chosen, rejected, "expected both strings or both message lists"
@@ -385,7 +700,7 @@ def adapt_ultrafeedback_binarized(
     """prompt (string), chosen / rejected (full conversations: the user turn, then the
     answer), score_chosen / score_rejected (kept, and checked against the label)."""
     for i, row in enumerate(rows):
-        if d := _fields(
+        if d := check_fields(
             row,
             i,
             {"prompt": "text", "chosen": "list", "rejected": "list"},
@@ -399,7 +714,7 @@ def adapt_ultrafeedback_binarized(
             continue
         chosen, rejected = msgs
         # Some copies hold only the answer in chosen / rejected; the prompt is then prepended.
-        p = [_user(row["prompt"])]
+        p = [user_turn(row["prompt"])]
         chosen = chosen if chosen[:1] and chosen[0]["role"] != "assistant" else p + chosen
         rejected = rejected if rejected[:1] and rejected[0]["role"] != "assistant" else p + rejected
         cs, rs = row.get("score_chosen"), row.get("score_rejected")
@@ -431,7 +746,7 @@ def adapt_sharegpt(
     as one {from, value} answer each (or message lists). Multi-turn context is kept whole."""
     for i, row in enumerate(rows):
         key = "messages" if isinstance(row, dict) and "messages" in row else "conversations"
-        if d := _fields(
+        if d := check_fields(
             row,
             i,
             {key: "list", "chosen": "object or list", "rejected": "object or list"},
@@ -460,7 +775,7 @@ def alpaca_context(row: Row, i: int) -> list[dict] | Drop:
     """Alpaca fields as messages: `system`, `history` ([[query, answer], ...]) as earlier
     turns, then `instruction` and `input` joined by a newline (LLaMA-Factory's rule), byte for
     byte; an empty `input` adds nothing."""
-    if d := _fields(
+    if d := check_fields(
         row, i, {"instruction": "text"}, {"input": "text", "system": "text", "history": "list"}
     ):
         return d
@@ -474,11 +789,11 @@ def alpaca_context(row: Row, i: int) -> list[dict] | Drop:
             return Drop(
                 i, "malformed", f"history[{j}]", "not a [query, answer] pair of strings", row
             )
-        msgs += [_user(turn[0]), _assistant(turn[1])]
+        msgs += [user_turn(turn[0]), assistant_turn(turn[1])]
     text = row["instruction"]
     if (row.get("input") or "").strip():
         text = f"{text}\n{row['input']}" if text.strip() else row["input"]
-    return [*msgs, _user(text)]
+    return [*msgs, user_turn(text)]
 
 
 def adapt_alpaca(
@@ -486,14 +801,16 @@ def adapt_alpaca(
 ) -> Iterator[Candidate | Drop]:
     """instruction (+ input, system, history), chosen / rejected answer strings."""
     for i, row in enumerate(rows):
-        if d := _fields(row, i, {"instruction": "text", "chosen": "text", "rejected": "text"}):
+        if d := check_fields(row, i, {"instruction": "text", "chosen": "text", "rejected": "text"}):
             yield d
             continue
         ctx = alpaca_context(row, i)
         if isinstance(ctx, Drop):
             yield ctx
             continue
-        yield Candidate(i, ctx + [_assistant(row["chosen"])], ctx + [_assistant(row["rejected"])])
+        yield Candidate(
+            i, ctx + [assistant_turn(row["chosen"])], ctx + [assistant_turn(row["rejected"])]
+        )
 
 
 # --- Pairwise human-judged sets (PandaLM test set) ----------------------------------------------
@@ -509,7 +826,7 @@ def adapt_pairwise_judged(
     strict majority for one response (ties included) is quarantined as `no_majority`. Scores:
     the number of annotators on each side."""
     for i, row in enumerate(rows):
-        if d := _fields(
+        if d := check_fields(
             row,
             i,
             {"instruction": "text", "response1": "text", "response2": "text"},
@@ -535,7 +852,11 @@ def adapt_pairwise_judged(
         win = 1 if votes[0] > votes[1] else 2
         a, b = row[f"response{win}"], row[f"response{3 - win}"]
         yield Candidate(
-            i, ctx + [_assistant(a)], ctx + [_assistant(b)], float(max(votes)), float(min(votes))
+            i,
+            ctx + [assistant_turn(a)],
+            ctx + [assistant_turn(b)],
+            float(max(votes)),
+            float(min(votes)),
         )
 
 
@@ -714,12 +1035,22 @@ FORMATS: dict[str, Format] = {
 }
 
 
+# The embedded world's sources are written in these public schemas (rlhf/world/sources.py),
+# so they go through the same adapters as the real datasets they stand in for.
+EMBEDDED_FORMATS: dict[str, str] = {
+    "hh": "hh-rlhf",
+    "ultrafeedback": "ultrafeedback",
+    "helpsteer": "helpsteer",
+    "shp": "shp",
+    "pku_safe": "pku-saferlhf",
+    "ultrainteract": "ultrainteract",
+}
+
+
 def matches(fmt: Format, row: Any) -> int:
     """How well `row` fits `fmt`: 0 if a needed field is absent or of another kind, else
     1 + the number of the format's fields it has (more specific formats win ties)."""
-    from rlhf.mix import _fields  # the adapters' own field check, so sniffing never disagrees
-
-    if _fields(row, 0, fmt.fields) is not None:
+    if check_fields(row, 0, fmt.fields) is not None:
         return 0
     return 1 + len(fmt.fields) if fmt.looks_like(row) else 0
 

@@ -3,7 +3,8 @@ import json
 import pyarrow as pa
 
 from rlhf.config import MixConfig, SourceFilter
-from rlhf.mix import adapt, build_mix, parse_hh_transcript
+from rlhf.formats import parse_hh_transcript
+from rlhf.mix import adapt, build_mix
 from rlhf.schemas import RAW_SOURCES, validate
 from rlhf.world.sources import simulate_source
 

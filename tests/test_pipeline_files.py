@@ -77,7 +77,7 @@ def test_params_loading_imports_no_dataset_adapter():
     # adapter), so all stages depended on formats.py and one adapter edit re-ran the pipeline.
     own = {f.relative_to(REPO).as_posix() for f in closure(REPO / "rlhf" / "config.py")}
     assert own <= {"rlhf/config.py", "rlhf/paths.py"}, own
-    adapters = {"rlhf/formats.py", "rlhf/mix.py", "rlhf/prompt_sources.py"}
+    adapters = {"rlhf/adapters.py", "rlhf/formats.py", "rlhf/mix.py", "rlhf/prompt_sources.py"}
     readers = {name for name, body in stages() if adapters & set(body.get("deps", []))}
     # Only the stages that read preference or prompt sources re-run after an adapter edit.
     assert readers == {"mix", "prompts"}, readers
