@@ -111,3 +111,17 @@ def test_failing_claims_say_why_from_the_runs_own_diagnostics(tmp_path):
     # A claim that holds carries no explanation in the report.
     held = next(line for line in md.splitlines() if line.startswith("- **HOLDS**"))
     assert "*Why:*" not in held
+
+
+def test_the_report_takes_the_judge_from_the_evaluations_not_from_params(tmp_path):
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)  # params say: gold judge
+    for name in ("sft", "offline_dpo", "iter_1"):
+        f = tmp_path / f"reports/eval/{name}.json"
+        f.write_text(json.dumps({**json.loads(f.read_text()), "judge": "reward_model"}))
+    data = build_report(params, tmp_path)
+    assert data.judge == "reward_model"
+    assert all(c.holds is None for c in data.claims)  # a proxy judge proves no gold claim
+    f = tmp_path / "reports/eval/iter_1.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "judge": "gold"}))
+    with pytest.raises(ValueError, match="different judges"):
+        build_report(params, tmp_path)
