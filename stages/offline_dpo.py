@@ -5,6 +5,7 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf import paths
 from rlhf.io import write_json
+from rlhf.loop import offline_pair_budget
 from rlhf.policy import run_offline_dpo
 from rlhf.schemas import read_table
 
@@ -16,7 +17,7 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.OFFLINE_DPO_MODEL))
     args = p.parse_args()
     params = params_or_exit(args.params)
-    n_pairs = params.offline_dpo.n_pairs or params.prompts.slice_size
+    n_pairs = offline_pair_budget(params)
     prefs = read_table("preferences", args.mix)
     with Timer("offline_dpo"):
         summary = {
