@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-
 from rlhf import paths
 from rlhf.claims import check_claims
 from rlhf.config import Params
@@ -32,18 +30,11 @@ from rlhf.render import (
     summary_markdown,
     write_plot_series,
 )
-from rlhf.report_data import ReportData, collect, recorded_judge, score_gold
-from rlhf.schemas import SCORED_GOLD, read_table, write_table
+from rlhf.report_data import ReportData, collect
 
 
 def build_report(params: Params, root: Path = Path(".")) -> ReportData:
-    """Score generations with the gold judge, then write the figures, plots and documents."""
-    scored_files = sorted(root.glob(paths.GLOBS["scored"]))
-    if scored_files and recorded_judge(params, root) == "gold":
-        scored = pa.concat_tables([read_table("scored", f) for f in scored_files])
-        write_table("scored_gold", score_gold(scored), root / paths.SCORED_GOLD)
-    elif scored_files:  # no gold judge for real prompts: an empty table, not a stale one
-        write_table("scored_gold", SCORED_GOLD.empty_table(), root / paths.SCORED_GOLD)
+    """Write the figures, plots and documents from the pipeline's outputs."""
     data = collect(params, root)
     data.claims = check_claims(data, params)
     fig_dir = root / paths.FIGURES_DIR

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
 from rlhf import ablations as ablations_lib
 from rlhf import analytics, paths
 from rlhf.config import Params
-from rlhf.schemas import SCORED_GOLD
 from rlhf.stats import Interval, bootstrap_mean
-from rlhf.world.judge import judge
 
 SECTIONS = ("chat", "chat-hard", "safety", "reasoning")
 METRICS = (
@@ -33,23 +30,6 @@ DISTANCE = (
     ("kl_to_sft", "KL to SFT (nats)"),
     ("proxy_mean", "proxy (RM) reward"),
 )
-
-
-def score_gold(scored: pa.Table) -> pa.Table:
-    """Gold-judge scores of every generated response (for the length-bias analysis)."""
-    cols = scored.select(["iteration", "seed", "prompt_id", "sample_idx", "prompt", "response"])
-    rows = []
-    for r in cols.to_pylist():
-        v = judge(r["prompt"][-1]["content"], r["response"])
-        rows.append(
-            {
-                **{k: r[k] for k in ("iteration", "seed", "prompt_id", "sample_idx")},
-                "n_words": v.n_words,
-                "gold": v.gold,
-                "correctness": v.correctness,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=SCORED_GOLD)
 
 
 def policy_order(params: Params) -> list[str]:
@@ -176,7 +156,7 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
             u for (u,) in con.sql("SELECT DISTINCT length_unit FROM scored ORDER BY 1").fetchall()
         )
         if "scored" in views
-        else params.score.length_unit,
+        else "",
         judge=recorded_judge(params, root),
     )
     if have_loop:

@@ -1,5 +1,5 @@
-"""Stage `report`: gold-judge the generations, then write reports/report.html and report.md with
-their figures, and the CSV series behind `dvc plots`."""
+"""Stage `report`: reports/report.html and report.md with their figures, and the CSV series behind
+`dvc plots`, from the pipeline's outputs (the generations' gold scores come from stage `gold`)."""
 
 from _common import Timer, params_or_exit, parser
 

@@ -81,3 +81,11 @@ def test_params_loading_imports_no_dataset_adapter():
     readers = {name for name, body in stages() if adapters & set(body.get("deps", []))}
     # Only the stages that read preference or prompt sources re-run after an adapter edit.
     assert readers == {"mix", "prompts"}, readers
+
+
+def test_no_training_or_labelling_stage_runs_the_gold_judge():
+    # The world simulates its annotators with the judge (plus noise and biases); after that only
+    # evaluation may see it: a stage whose output feeds training would leak ground truth.
+    allowed = {"world", "rm_eval", "evaluate", "gold"}
+    judged = {name for name, body in stages() if "rlhf/world/judge.py" in body.get("deps", [])}
+    assert {n for n in judged if not n.startswith("evaluate")} <= allowed, judged
