@@ -30,3 +30,16 @@ def test_datasets_loads_the_mix_and_trl_format_is_built_from_it(tmp_path, small_
     # The TRL prompt is exactly the standard row's shared context.
     assert prompt_id(ex["prompt"]) == ds[0]["prompt_id"]
     assert ex["chosen"][0]["content"] != ex["rejected"][0]["content"]
+
+
+def test_every_embedded_source_goes_through_a_registered_format():
+    from rlhf.adapters import GROUPED
+    from rlhf.config import SOURCE_NAMES
+    from rlhf.formats import EMBEDDED_FORMATS, FORMATS
+    from rlhf.world.sources import SIMULATORS
+
+    # One registry: the world's sources, the params' source names and the formats agree.
+    assert set(EMBEDDED_FORMATS) == set(SOURCE_NAMES) == set(SIMULATORS)
+    assert all(f in FORMATS for f in EMBEDDED_FORMATS.values())
+    # The adapters that pair rows with each other are marked, whichever source uses them.
+    assert {FORMATS["helpsteer"].adapter, FORMATS["shp"].adapter} <= GROUPED
