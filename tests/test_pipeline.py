@@ -225,7 +225,20 @@ def test_adding_an_iteration_runs_only_that_iteration(project):
     # Its five stages, and the report that summarises every iteration.
     assert ran_stages(r.stdout) == {
         f"{s}@iter_2" for s in ("generate", "score", "pairs", "dpo", "evaluate")
-    } | {"report"}, r.stdout
+    } | {"gold", "report"}, r.stdout
+
+
+def test_an_adapter_edit_invalidates_only_the_stages_that_read_sources(project):
+    f = project / "rlhf" / "formats.py"
+    before = f.read_text()
+    try:
+        f.write_text(before + "\n# an edit to one dataset adapter\n")
+        r = run_dvc(project, "status", "--json")
+        assert r.returncode == 0, r.stderr
+        assert set(json.loads(r.stdout)) == {"mix", "prompts"}, r.stdout
+    finally:
+        f.write_text(before)
+    assert "up to date" in run_dvc(project, "status").stdout
 
 
 def test_leaf_param_change_reruns_only_its_stage(project):
