@@ -166,7 +166,9 @@ def _why_no_growth(
         if keys and all(k.startswith("dpo.") for k in keys) and "kl_to_sft" in f:
             points.append(
                 (
-                    f"{a['ablation']} ({a['final_iteration']})",
+                    f"{a['ablation']} ({a['final_iteration']}, {a.get('seeds', '?')} seed"
+                    + ("" if a.get("seeds") == 1 else "s")
+                    + ")",
                     f["kl_to_sft"]["mean"],
                     f["gold_gain_vs_sft"]["mean"],
                 )
