@@ -89,3 +89,18 @@ def test_no_training_or_labelling_stage_runs_the_gold_judge():
     allowed = {"world", "rm_eval", "evaluate", "gold"}
     judged = {name for name, body in stages() if "rlhf/world/judge.py" in body.get("deps", [])}
     assert {n for n in judged if not n.startswith("evaluate")} <= allowed, judged
+
+
+def test_the_readme_figure_and_tree_name_every_stage_and_module():
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    m = re.search(r"<!-- pipeline-figure -->\s*```mermaid\n(.+?)\n```", readme, re.S)
+    assert m, "README must carry the pipeline figure"
+    missing = [n for n, _ in stages() if not re.search(rf"\b{re.escape(n)}\b", m.group(1))]
+    assert not missing, f"stages missing from the README figure: {missing}"
+    tree = re.search(r"```text\nrlhf/\n(.+?)\n```", readme, re.S).group(1)
+    modules = {f.name for f in (REPO / "rlhf").glob("*.py") if f.name != "__init__.py"}
+    assert modules <= set(re.findall(r"[a-z_]+\.py", tree)), modules - set(
+        re.findall(r"[a-z_]+\.py", tree)
+    )
