@@ -1,0 +1,67 @@
+"""Imports only go down the pipeline's layers (README: the code tree), and no module that
+trains, labels or selects pairs can reach the gold judge."""
+
+import ast
+
+from rlhf.deps import closure
+
+from .conftest import REPO
+
+# Lowest first; a module may import its own layer and those below it.
+LAYERS = [
+    ("core", "paths io messages seeds stats schemas datafiles config"),
+    ("world", "world"),
+    ("preference data", "adapters formats mix prompt_sources prompt_splits"),
+    ("models", "models train policy reward"),
+    ("online loop", "generation scoring pairs loop controls"),
+    ("evaluation", "evaluation rm_eval gold"),
+    ("analytics", "analytics ablations report_data claims figures render report summary"),
+    ("tools", "cli share profiles deps"),
+]
+LAYER = {m: i for i, (_, names) in enumerate(LAYERS) for m in names.split()}
+
+
+def layer_of(module: str) -> int:
+    """rlhf.world.judge -> the world layer; rlhf.mix -> preference data."""
+    return LAYER[module.removeprefix("rlhf.").split(".")[0]]
+
+
+def imports(path) -> set[str]:
+    out = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("rlhf"):
+            out |= {f"rlhf.{a.name}" for a in n.names} if n.module == "rlhf" else {n.module}
+        elif isinstance(n, ast.Import):
+            out |= {a.name for a in n.names if a.name.startswith("rlhf")}
+    return out
+
+
+def modules():
+    for f in sorted((REPO / "rlhf").rglob("*.py")):
+        if f.name != "__init__.py":
+            yield ".".join(f.relative_to(REPO).with_suffix("").parts), f
+
+
+def test_every_module_has_a_layer():
+    assert not [m for m, _ in modules() if m.removeprefix("rlhf.").split(".")[0] not in LAYER]
+
+
+def test_imports_only_go_down():
+    upward = [
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+        for m, f in modules()
+        for d in imports(f)
+        if d != "rlhf.world" and layer_of(d) > layer_of(m)
+    ]
+    assert not upward, upward
+
+
+def test_nothing_that_trains_or_labels_reaches_the_gold_judge():
+    judge = REPO / "rlhf" / "world" / "judge.py"
+    training = [
+        m
+        for m, f in modules()
+        if LAYERS[layer_of(m)][0] in ("preference data", "models", "online loop")
+        and judge in closure(f)
+    ]
+    assert not training, training
