@@ -16,12 +16,13 @@ import time
 
 import datasets
 
-from rlhf import paths, train
-from rlhf.config import load_params
-from rlhf.messages import to_trl_preference
-from rlhf.models import load_reward_model, load_tokenizer
-from rlhf.reward import pair_length
-from rlhf.schemas import read_table
+from rlhf.core import paths
+from rlhf.core.config import load_params
+from rlhf.core.messages import to_trl_preference
+from rlhf.core.schemas import read_table
+from rlhf.models import train
+from rlhf.models.checkpoints import load_reward_model, load_tokenizer
+from rlhf.models.reward import pair_length
 
 
 def main() -> None:

@@ -40,13 +40,14 @@ def _print_frame(df: pl.DataFrame, fmt: str, max_rows: int) -> None:
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from rlhf import analytics, paths
+    from rlhf.analytics import views as analytics
+    from rlhf.core import paths
 
     con = analytics.connect()
     iterations = None
     params_file = Path(args.root) / paths.PARAMS
     if not args.all_iterations and params_file.exists():
-        from rlhf.config import load_params
+        from rlhf.core.config import load_params
 
         iterations = list(load_params(params_file).iterations)
     views = analytics.register_views(con, args.root, iterations)
@@ -105,7 +106,7 @@ EXIT_CODES_HELP = (
 def _print_quarantine(quarantine: list[dict], rows) -> None:
     """Counts per reason, each with its first example: where (file and 1-based line or row),
     the dataset's field and what is wrong."""
-    from rlhf.datafiles import where
+    from rlhf.core.datafiles import where
 
     first: dict[str, dict] = {}
     counts: dict[str, int] = {}
@@ -123,7 +124,7 @@ def _print_quarantine(quarantine: list[dict], rows) -> None:
 def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str, suggest) -> int:
     """EXIT_QUALITY when nothing is kept or defects (not the paper's filter rules) exceed
     `max_share` of the rows read; prints why, and a better --from when one fits the rows."""
-    from rlhf.adapters import FILTER_REASONS
+    from rlhf.preferences.adapters import FILTER_REASONS
 
     defects = sum(1 for q in quarantine if q["reason"] not in FILTER_REASONS)
     share = defects / max(len(rows), 1)
@@ -143,7 +144,7 @@ def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str
 
 def _guard(fn, args: argparse.Namespace) -> int:
     """One-line errors with meaningful exit codes; `--debug` shows the traceback instead."""
-    from rlhf.datafiles import DataError, UsageError
+    from rlhf.core.datafiles import DataError, UsageError
 
     try:
         return fn(args)
@@ -155,7 +156,7 @@ def _guard(fn, args: argparse.Namespace) -> int:
 
 
 def _sniffed(rows) -> str | None:
-    from rlhf.formats import sniff
+    from rlhf.preferences.formats import sniff
 
     return sniff(rows)[0]
 
@@ -167,9 +168,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from rlhf.datafiles import UsageError, check_outputs, load_rows, sibling, write_output
-    from rlhf.formats import FORMATS, convert_rows, sniff, to_output
-    from rlhf.schemas import validate
+    from rlhf.core.datafiles import UsageError, check_outputs, load_rows, sibling, write_output
+    from rlhf.core.schemas import validate
+    from rlhf.preferences.formats import FORMATS, convert_rows, sniff, to_output
 
     quarantine_path = (
         Path(args.quarantine) if args.quarantine else sibling(args.output, "quarantine")
@@ -227,9 +228,9 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 
 def _prompts(args: argparse.Namespace) -> int:
-    from rlhf.datafiles import check_outputs, load_rows, sibling, write_output
-    from rlhf.prompt_sources import convert_prompts
-    from rlhf.schemas import validate
+    from rlhf.core.datafiles import check_outputs, load_rows, sibling, write_output
+    from rlhf.core.schemas import validate
+    from rlhf.prompts.sources import convert_prompts
 
     qpath = sibling(args.output, "quarantine")
     check_outputs([args.input], [args.output, qpath])
@@ -253,14 +254,14 @@ def _prompts(args: argparse.Namespace) -> int:
 def pa_table(rows: list[dict], name: str):
     import pyarrow as pa
 
-    from rlhf.schemas import schema_for
+    from rlhf.core.schemas import schema_for
 
     return pa.Table.from_pylist(rows, schema=schema_for(name))
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from rlhf import profiles
-    from rlhf.config import ConfigError
+    from rlhf.core.config import ConfigError
 
     try:
         if args.action == "list":
@@ -362,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     q.set_defaults(func=cmd_sql)
 
-    from rlhf import ablations
-    from rlhf.formats import FORMATS, OUTPUTS
+    from rlhf.analytics import ablations
+    from rlhf.preferences.formats import FORMATS, OUTPUTS
 
     ablations.add_parser(sub)
     c = sub.add_parser(
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     _quality_flags(c)
     c.set_defaults(func=cmd_convert)
 
-    from rlhf.prompt_sources import PROMPT_FORMATS
+    from rlhf.prompts.sources import PROMPT_FORMATS
 
     pr = sub.add_parser(
         "prompts", help="a public prompt dataset -> a prompt-pool table", epilog=EXIT_CODES_HELP

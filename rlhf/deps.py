@@ -105,7 +105,7 @@ def main() -> None:
         print(f"{path}: code deps up to date")
         return
     if new != old:
-        from rlhf.io import write_text
+        from rlhf.core.io import write_text
 
         write_text(path, new)
         print(f"{path}: code deps rewritten")

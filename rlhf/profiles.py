@@ -23,9 +23,9 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from rlhf import paths
-from rlhf.config import ConfigError, parse_params
-from rlhf.io import write_text
+from rlhf.core import paths
+from rlhf.core.config import ConfigError, parse_params
+from rlhf.core.io import write_text
 
 PROFILES_DIR = Path("profiles")
 EMBEDDED = "embedded"

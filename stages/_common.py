@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from rlhf.config import ConfigError, Params, load_params
-from rlhf.io import write_json
-from rlhf.paths import PARAMS, timing
+from rlhf.core.config import ConfigError, Params, load_params
+from rlhf.core.io import write_json
+from rlhf.core.paths import PARAMS, timing
 
 
 def parser(description: str) -> argparse.ArgumentParser:

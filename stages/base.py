@@ -4,10 +4,10 @@ in an installed PyPI package (base.gguf_package)."""
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.io import write_json
-from rlhf.policy import build_base, import_base
-from rlhf.schemas import read_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table
+from rlhf.models.policy import build_base, import_base
 
 
 def main() -> None:

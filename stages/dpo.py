@@ -3,10 +3,10 @@ on its pairs (and, with dpo.history=accumulated, its pairs of all earlier iterat
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.io import write_json
-from rlhf.loop import dpo_round, training_pairs
-from rlhf.schemas import read_table, write_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table, write_table
+from rlhf.online.loop import dpo_round, training_pairs
 
 
 def main() -> None:

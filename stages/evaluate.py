@@ -6,11 +6,11 @@ evaluated per seed (`<policy>/seed_<s>`); a shared one (SFT) once per seed's sam
 import pyarrow as pa
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.evaluation import evaluate_policy, policy_metrics
-from rlhf.io import write_json
-from rlhf.prompt_splits import read_split
-from rlhf.schemas import read_table, write_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table, write_table
+from rlhf.evaluation.evaluate import evaluate_policy, policy_metrics
+from rlhf.prompts.splits import read_split
 
 
 def main() -> None:

@@ -4,11 +4,11 @@ replicate of its input policy."""
 import pyarrow as pa
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.generation import generate
-from rlhf.io import write_json
-from rlhf.prompt_splits import read_split
-from rlhf.schemas import write_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import write_table
+from rlhf.online.generation import generate
+from rlhf.prompts.splits import read_split
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.gold import gold_table
-from rlhf.schemas import write_table
+from rlhf.core import paths
+from rlhf.core.schemas import write_table
+from rlhf.evaluation.gold import gold_table
 
 
 def main() -> None:

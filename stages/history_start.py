@@ -2,8 +2,8 @@
 
 from _common import parser
 
-from rlhf import paths
-from rlhf.schemas import empty, write_table
+from rlhf.core import paths
+from rlhf.core.schemas import empty, write_table
 
 
 def main() -> None:

@@ -6,14 +6,14 @@ import sys
 
 from _common import params_or_exit, parser
 
-from rlhf import paths
-from rlhf.analytics import table1_markdown, table1_stats
-from rlhf.config import ConfigError
-from rlhf.datafiles import DataError, UsageError
-from rlhf.formats import FORMATS, check_formats, load_external
-from rlhf.io import write_json, write_text
-from rlhf.mix import build_mix
-from rlhf.schemas import read_table, write_table
+from rlhf.analytics.views import table1_markdown, table1_stats
+from rlhf.core import paths
+from rlhf.core.config import ConfigError
+from rlhf.core.datafiles import DataError, UsageError
+from rlhf.core.io import write_json, write_text
+from rlhf.core.schemas import read_table, write_table
+from rlhf.preferences.formats import FORMATS, check_formats, load_external
+from rlhf.preferences.mix import build_mix
 
 
 def main() -> None:

@@ -3,11 +3,11 @@ online DPO settings and as many pairs as one iteration's prompt slice; one model
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.io import write_json
-from rlhf.loop import offline_pair_budget
-from rlhf.policy import run_offline_dpo
-from rlhf.schemas import read_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table
+from rlhf.models.policy import run_offline_dpo
+from rlhf.online.loop import offline_pair_budget
 
 
 def main() -> None:

@@ -3,10 +3,10 @@ labelled once by the reward model, one DPO run from SFT per seed (rlhf.controls)
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.controls import onpolicy_control
-from rlhf.io import write_json
-from rlhf.schemas import write_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import write_table
+from rlhf.online.controls import onpolicy_control
 
 
 def main() -> None:

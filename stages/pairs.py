@@ -2,9 +2,9 @@
 
 from _common import params_or_exit, parser
 
-from rlhf.io import write_json
-from rlhf.pairs import select_pairs
-from rlhf.schemas import read_table, write_table
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table, write_table
+from rlhf.online.pairs import select_pairs
 
 
 def main() -> None:

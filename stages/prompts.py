@@ -7,14 +7,14 @@ import sys
 import pyarrow as pa
 from _common import params_or_exit, parser
 
-from rlhf import paths
-from rlhf.config import ConfigError
-from rlhf.datafiles import DataError, UsageError
-from rlhf.formats import check_formats, load_external
-from rlhf.io import write_json
-from rlhf.prompt_sources import PROMPT_FORMATS, build_pool
-from rlhf.prompt_splits import split_prompts
-from rlhf.schemas import QUARANTINE, read_table, write_table
+from rlhf.core import paths
+from rlhf.core.config import ConfigError
+from rlhf.core.datafiles import DataError, UsageError
+from rlhf.core.io import write_json
+from rlhf.core.schemas import QUARANTINE, read_table, write_table
+from rlhf.preferences.formats import check_formats, load_external
+from rlhf.prompts.sources import PROMPT_FORMATS, build_pool
+from rlhf.prompts.splits import split_prompts
 
 
 def main() -> None:

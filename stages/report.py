@@ -3,7 +3,7 @@
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf.report import build_report
+from rlhf.analytics.report import build_report
 
 
 def main() -> None:

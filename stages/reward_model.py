@@ -2,10 +2,10 @@
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.io import write_json
-from rlhf.reward import run_reward_model
-from rlhf.schemas import read_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table
+from rlhf.models.reward import run_reward_model
 
 
 def main() -> None:

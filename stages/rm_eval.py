@@ -3,10 +3,10 @@ length-reward correlation of the RM and of the gold judge."""
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.io import write_json
-from rlhf.prompt_splits import read_split
-from rlhf.rm_eval import rm_eval
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.evaluation.rm_eval import rm_eval
+from rlhf.prompts.splits import read_split
 
 
 def main() -> None:

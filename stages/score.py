@@ -2,9 +2,9 @@
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.schemas import read_table, write_table
-from rlhf.scoring import score
+from rlhf.core import paths
+from rlhf.core.schemas import read_table, write_table
+from rlhf.online.scoring import score
 
 
 def main() -> None:

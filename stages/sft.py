@@ -2,10 +2,10 @@
 
 from _common import Timer, params_or_exit, parser
 
-from rlhf import paths
-from rlhf.io import write_json
-from rlhf.policy import run_sft
-from rlhf.schemas import read_table
+from rlhf.core import paths
+from rlhf.core.io import write_json
+from rlhf.core.schemas import read_table
+from rlhf.models.policy import run_sft
 
 
 def main() -> None:

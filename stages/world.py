@@ -2,7 +2,7 @@
 
 from _common import params_or_exit, parser
 
-from rlhf import paths
+from rlhf.core import paths
 from rlhf.world.build import build_world
 
 

@@ -131,7 +131,7 @@ def run_dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def small_params():
-    from rlhf.config import parse_params
+    from rlhf.core.config import parse_params
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     deep_update(

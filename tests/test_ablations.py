@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from rlhf.ablations import ABLATIONS, collect, command, fingerprint, load
-from rlhf.config import parse_params
+from rlhf.analytics.ablations import ABLATIONS, collect, command, fingerprint, load
+from rlhf.core.config import parse_params
 
 REPO_PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 

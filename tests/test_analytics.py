@@ -5,8 +5,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from rlhf.analytics import connect, table1_markdown, table1_stats
-from rlhf.schemas import write_table
+from rlhf.analytics.views import connect, table1_markdown, table1_stats
+from rlhf.core.schemas import write_table
 
 
 def conv(*turns):
@@ -74,14 +74,14 @@ def test_word_macro_counts_blank_as_zero():
 # Views, pair statistics and the length-bias analysis on hand-built iteration tables
 # ---------------------------------------------------------------------------------------
 
-from rlhf import paths  # noqa: E402
-from rlhf.analytics import (  # noqa: E402
+from rlhf.analytics.views import (  # noqa: E402
     length_reward_correlations,
     onpolicy_diagnostics,
     pair_stats,
     register_views,
 )
-from rlhf.schemas import PAIRS, SCORED, SCORED_GOLD  # noqa: E402
+from rlhf.core import paths  # noqa: E402
+from rlhf.core.schemas import PAIRS, SCORED, SCORED_GOLD  # noqa: E402
 
 from .conftest import scored_rows  # noqa: E402
 

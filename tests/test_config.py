@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import yaml
 
-from rlhf import config
-from rlhf.config import ConfigError, load_params, parse_params
+from rlhf.core import config
+from rlhf.core.config import ConfigError, load_params, parse_params
 
 from .conftest import REPO
 

@@ -13,10 +13,10 @@ import pytest
 from trl.data_utils import is_conversational
 
 from rlhf.cli import main
-from rlhf.datafiles import read_local
-from rlhf.formats import convert_rows, sniff
-from rlhf.prompt_sources import convert_prompts
-from rlhf.schemas import read_table
+from rlhf.core.datafiles import read_local
+from rlhf.core.schemas import read_table
+from rlhf.preferences.formats import convert_rows, sniff
+from rlhf.prompts.sources import convert_prompts
 
 HH = [
     {

@@ -5,9 +5,9 @@ in a pair or in the quarantine)."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlhf.datafiles import BadRow
-from rlhf.formats import FORMATS, convert_rows
-from rlhf.prompt_sources import PROMPT_FORMATS, convert_prompts
+from rlhf.core.datafiles import BadRow
+from rlhf.preferences.formats import FORMATS, convert_rows
+from rlhf.prompts.sources import PROMPT_FORMATS, convert_prompts
 
 # Every field name any reader looks at, so random rows often reach deep into the adapters.
 FIELDS = sorted(

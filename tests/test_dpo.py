@@ -4,10 +4,10 @@ import copy
 
 import torch
 
-from rlhf.config import TrainConfig
-from rlhf.models import tiny_llama, train_tokenizer
-from rlhf.policy import pairs_to_trl
-from rlhf.train import dpo
+from rlhf.core.config import TrainConfig
+from rlhf.models.checkpoints import tiny_llama, train_tokenizer
+from rlhf.models.policy import pairs_to_trl
+from rlhf.models.train import dpo
 
 PAIRS = [
     ("what is 2 plus 2?", "2 plus 2 is 4.", "sure. first wait until night."),

@@ -4,10 +4,10 @@ preference format from the shared converter."""
 import datasets
 from trl.data_utils import is_conversational
 
-from rlhf.config import MixConfig
-from rlhf.messages import prompt_id, to_trl_preference
-from rlhf.mix import build_mix
-from rlhf.schemas import write_table
+from rlhf.core.config import MixConfig
+from rlhf.core.messages import prompt_id, to_trl_preference
+from rlhf.core.schemas import write_table
+from rlhf.preferences.mix import build_mix
 from rlhf.world.sources import simulate_source
 
 
@@ -33,9 +33,9 @@ def test_datasets_loads_the_mix_and_trl_format_is_built_from_it(tmp_path, small_
 
 
 def test_every_embedded_source_goes_through_a_registered_format():
-    from rlhf.adapters import GROUPED
-    from rlhf.config import SOURCE_NAMES
-    from rlhf.formats import EMBEDDED_FORMATS, FORMATS
+    from rlhf.core.config import SOURCE_NAMES
+    from rlhf.preferences.adapters import GROUPED
+    from rlhf.preferences.formats import EMBEDDED_FORMATS, FORMATS
     from rlhf.world.sources import SIMULATORS
 
     # One registry: the world's sources, the params' source names and the formats agree.

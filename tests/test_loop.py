@@ -4,9 +4,9 @@ the pairs it trains on, the offline baseline's pair budget, one round per seed."
 import pyarrow as pa
 import torch
 
-from rlhf.config import parse_params
-from rlhf.loop import dpo_round, offline_pair_budget, reference_for, training_pairs
-from rlhf.models import load_policy, save_model, tiny_llama, train_tokenizer
+from rlhf.core.config import parse_params
+from rlhf.models.checkpoints import load_policy, save_model, tiny_llama, train_tokenizer
+from rlhf.online.loop import dpo_round, offline_pair_budget, reference_for, training_pairs
 
 ITERS = {"iter_1": {"policy_in": "models/sft", "prompt_split": "train_1"}}
 

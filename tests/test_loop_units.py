@@ -4,12 +4,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rlhf.config import PairsConfig
-from rlhf.models import train_tokenizer
-from rlhf.pairs import select_pairs
-from rlhf.rm_eval import _mean_corr
-from rlhf.schemas import SCORED, validate
-from rlhf.stats import length_controlled_win_rate
+from rlhf.core.config import PairsConfig
+from rlhf.core.schemas import SCORED, validate
+from rlhf.core.stats import length_controlled_win_rate
+from rlhf.evaluation.rm_eval import _mean_corr
+from rlhf.models.checkpoints import train_tokenizer
+from rlhf.online.pairs import select_pairs
 
 from .conftest import scored_rows
 
@@ -109,8 +109,8 @@ def test_min_margin_drops_pairs_the_rm_barely_separates_and_counts_them():
 def test_kl_to_reference_is_zero_for_the_same_model_and_grows_with_a_change(tmp_path):
     import torch
 
-    from rlhf.generation import kl_to_reference
-    from rlhf.models import save_model, tiny_llama
+    from rlhf.models.checkpoints import save_model, tiny_llama
+    from rlhf.online.generation import kl_to_reference
 
     tok = train_tokenizer(["the fox is red.", "what is 2 plus 2?", "4."] * 50, 320)
     model = tiny_llama(tok, 32, 1, 2, 128, seed=0)

@@ -2,10 +2,10 @@ import json
 
 import pyarrow as pa
 
-from rlhf.config import MixConfig, SourceFilter
-from rlhf.formats import parse_hh_transcript
-from rlhf.mix import adapt, build_mix
-from rlhf.schemas import RAW_SOURCES, validate
+from rlhf.core.config import MixConfig, SourceFilter
+from rlhf.core.schemas import RAW_SOURCES, validate
+from rlhf.preferences.formats import parse_hh_transcript
+from rlhf.preferences.mix import adapt, build_mix
 from rlhf.world.sources import simulate_source
 
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 import yaml
 
-from rlhf import paths
-from rlhf.schemas import read_table
+from rlhf.core import paths
+from rlhf.core.schemas import read_table
 
 from .conftest import REPO, SMALL_LOOP, make_project, run_dvc, run_rlhf
 
@@ -170,7 +170,7 @@ def test_sql_over_the_run(project):
 
 
 def test_every_sql_query_in_the_readme_runs_on_the_run(project):
-    from rlhf.analytics import connect, register_views
+    from rlhf.analytics.views import connect, register_views
 
     block = re.search(r"Useful queries:\s*```sql\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     queries = [q.strip() for q in block.group(1).split(";") if q.strip()]
@@ -229,7 +229,7 @@ def test_adding_an_iteration_runs_only_that_iteration(project):
 
 
 def test_an_adapter_edit_invalidates_only_the_stages_that_read_sources(project):
-    f = project / "rlhf" / "formats.py"
+    f = project / "rlhf" / "preferences" / "formats.py"
     before = f.read_text()
     try:
         f.write_text(before + "\n# an edit to one dataset adapter\n")
@@ -257,7 +257,7 @@ def test_killed_writer_leaves_no_partial_output_and_rerun_recovers(project):
     target = project / "models" / "sft"
     before = sorted(p.name for p in target.iterdir())
     code = (
-        "import os, signal; from rlhf.io import atomic_path\n"
+        "import os, signal; from rlhf.core.io import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    tmp.mkdir(); (tmp / 'model.safetensors').write_bytes(b'half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -7,7 +7,7 @@ each stage script's transitive imports of the project's own modules must be cove
 import pytest
 import yaml
 
-from rlhf import paths
+from rlhf.core import paths
 from rlhf.deps import closure, rewrite
 
 from .conftest import REPO
@@ -75,9 +75,14 @@ def test_paths_module_agrees_with_dvc_yaml():
 def test_params_loading_imports_no_dataset_adapter():
     # config is a leaf: it once imported the format registries (and through them every
     # adapter), so all stages depended on formats.py and one adapter edit re-ran the pipeline.
-    own = {f.relative_to(REPO).as_posix() for f in closure(REPO / "rlhf" / "config.py")}
-    assert own <= {"rlhf/config.py", "rlhf/paths.py"}, own
-    adapters = {"rlhf/adapters.py", "rlhf/formats.py", "rlhf/mix.py", "rlhf/prompt_sources.py"}
+    own = {f.relative_to(REPO).as_posix() for f in closure(REPO / "rlhf" / "core" / "config.py")}
+    assert own <= {"rlhf/core/config.py", "rlhf/core/paths.py"}, own
+    adapters = {
+        "rlhf/preferences/adapters.py",
+        "rlhf/preferences/formats.py",
+        "rlhf/preferences/mix.py",
+        "rlhf/prompts/sources.py",
+    }
     readers = {name for name, body in stages() if adapters & set(body.get("deps", []))}
     # Only the stages that read preference or prompt sources re-run after an adapter edit.
     assert readers == {"mix", "prompts"}, readers
@@ -100,7 +105,18 @@ def test_the_readme_figure_and_tree_name_every_stage_and_module():
     missing = [n for n, _ in stages() if not re.search(rf"\b{re.escape(n)}\b", m.group(1))]
     assert not missing, f"stages missing from the README figure: {missing}"
     tree = re.search(r"```text\nrlhf/\n(.+?)\n```", readme, re.S).group(1)
-    modules = {f.name for f in (REPO / "rlhf").glob("*.py") if f.name != "__init__.py"}
-    assert modules <= set(re.findall(r"[a-z_]+\.py", tree)), modules - set(
-        re.findall(r"[a-z_]+\.py", tree)
-    )
+    rows = {}  # package (or "" for the top level) -> module files named on its line
+    pkg = ""
+    for line in tree.splitlines():
+        if m := re.match(r"\s+([a-z_]+)/\s", line):
+            pkg = m.group(1)
+        elif not re.match(r"\s{4,}\S", line):  # deeper indentation continues the package
+            pkg = ""
+        rows.setdefault(pkg, set()).update(re.findall(r"[a-z_]+\.py", line))
+    missing = [
+        f.relative_to(REPO / "rlhf").as_posix()
+        for f in (REPO / "rlhf").rglob("*.py")
+        if f.name != "__init__.py"
+        and f.name not in rows.get(f.parent.name if f.parent.name != "rlhf" else "", set())
+    ]
+    assert not missing, f"modules missing from the README tree: {missing}"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rlhf import profiles
-from rlhf.config import ConfigError, parse_params
+from rlhf.core.config import ConfigError, parse_params
 from tests.conftest import REPO, SMALL_CONTROL, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
 
 
@@ -179,8 +179,8 @@ def test_bad_source_settings_are_refused_with_the_key(change, message):
 
 @pytest.mark.parametrize("section", ["mix", "prompts"])
 def test_unknown_format_is_refused_by_its_registry_with_the_key(section):
-    from rlhf.formats import FORMATS, check_formats
-    from rlhf.prompt_sources import PROMPT_FORMATS
+    from rlhf.preferences.formats import FORMATS, check_formats
+    from rlhf.prompts.sources import PROMPT_FORMATS
 
     raw = _raw_params()
     raw[section] = {
@@ -234,7 +234,7 @@ def test_mix_and_prompts_stages_combine_embedded_and_real_sources(tmp_path):
     (ext / "hh.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HH_ROWS))
     out = run_dvc(proj, "repro", "mix", "prompts")
     assert out.returncode == 0, out.stderr
-    from rlhf.schemas import read_table
+    from rlhf.core.schemas import read_table
 
     prefs = read_table("preferences", proj / "data/mix/preferences.parquet")
     q = read_table("quarantine", proj / "data/mix/quarantine.parquet")
@@ -266,9 +266,9 @@ def test_mix_and_prompts_stages_combine_embedded_and_real_sources(tmp_path):
 
 
 def test_external_prompts_join_the_pool_after_the_world_and_dedupe_against_it():
-    from rlhf.config import ExternalSource
-    from rlhf.prompt_sources import build_pool
-    from rlhf.schemas import PROMPT_POOL
+    from rlhf.core.config import ExternalSource
+    from rlhf.core.schemas import PROMPT_POOL
+    from rlhf.prompts.sources import build_pool
 
     world_msgs = [{"role": "user", "content": "what color is the fox?"}]
     world = pa.Table.from_pylist(

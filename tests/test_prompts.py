@@ -1,10 +1,10 @@
 import pyarrow as pa
 import pytest
 
-from rlhf.config import ConfigError, PromptsConfig
-from rlhf.messages import prompt_id
-from rlhf.prompt_splits import read_split, split_prompts
-from rlhf.schemas import write_table
+from rlhf.core.config import ConfigError, PromptsConfig
+from rlhf.core.messages import prompt_id
+from rlhf.core.schemas import write_table
+from rlhf.prompts.splits import read_split, split_prompts
 from rlhf.world.sources import prompt_pool
 
 

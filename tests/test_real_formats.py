@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlhf.cli import main
-from rlhf.formats import FORMATS, convert_rows, load_rows, to_output
-from rlhf.schemas import read_table
+from rlhf.core.schemas import read_table
+from rlhf.preferences.formats import FORMATS, convert_rows, load_rows, to_output
 
 
 def reasons(res):
@@ -423,9 +423,9 @@ def test_the_issue_formats_are_all_registered():
 
 
 def test_prompt_sources_in_their_published_schemas(tmp_path, capsys):
-    from rlhf.config import PromptsConfig
-    from rlhf.prompt_sources import convert_prompts
-    from rlhf.prompt_splits import split_prompts
+    from rlhf.core.config import PromptsConfig
+    from rlhf.prompts.sources import convert_prompts
+    from rlhf.prompts.splits import split_prompts
 
     pool, q, rep = convert_prompts(
         "openorca",

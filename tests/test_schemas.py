@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlhf.io import atomic_path, clean_stale_temporaries
-from rlhf.schemas import SchemaError, read_table, validate, write_table
+from rlhf.core.io import atomic_path, clean_stale_temporaries
+from rlhf.core.schemas import SchemaError, read_table, validate, write_table
 
 MSG = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlhf.stats import (
+from rlhf.core.stats import (
     bootstrap_lc_win_rate,
     bootstrap_mean,
     length_controlled_win_rate,

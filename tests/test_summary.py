@@ -5,10 +5,10 @@ import json
 import pytest
 import yaml
 
-from rlhf import paths
-from rlhf.config import parse_params
-from rlhf.report import build_report
-from rlhf.summary import results_markdown, update_readme
+from rlhf.analytics.report import build_report
+from rlhf.analytics.summary import results_markdown, update_readme
+from rlhf.core import paths
+from rlhf.core.config import parse_params
 
 
 def iv(mean, half):

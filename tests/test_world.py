@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from rlhf.config import parse_params
+from rlhf.core.config import parse_params
 from rlhf.world import kb
 from rlhf.world.build import build_world
 from rlhf.world.judge import gold, judge

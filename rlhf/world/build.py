@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
-from rlhf import paths
-from rlhf.config import SOURCE_NAMES, WorldConfig
-from rlhf.messages import prompt_id
-from rlhf.schemas import PROMPT_POOL, RAW_SOURCES, write_table
+from rlhf.core import paths
+from rlhf.core.config import SOURCE_NAMES, WorldConfig
+from rlhf.core.messages import prompt_id
+from rlhf.core.schemas import PROMPT_POOL, RAW_SOURCES, write_table
 from rlhf.world.sources import demonstrations, prompt_pool, simulate_source
 
 

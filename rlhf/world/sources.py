@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from rlhf.config import WorldConfig
+from rlhf.core.config import WorldConfig
 from rlhf.world import kb
 from rlhf.world.judge import judge, words
 from rlhf.world.prompts import sample_prompt

@@ -1,0 +1,293 @@
+"""Ablations as DVC experiments: one `dvc exp run` per ablation, collected into one table.
+
+    rlhf ablations list                  # each ablation and its exact dvc command
+    rlhf ablations run [NAME ...]        # dvc exp run --temp -n abl-NAME -S key=value ...
+    rlhf ablations collect               # -> reports/ablations.json (then: dvc repro report)
+
+Each experiment changes only the RLHF part, so DVC reuses the cached world, mix, SFT and
+reward model and re-runs the iterations. Results are read back from the experiments' git refs
+(metrics files are git-tracked), so collecting needs no checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlhf.core import paths
+from rlhf.core.config import ConfigError, Params, parse_params, to_dict
+from rlhf.core.io import write_json
+
+# name -> (params changed, what it tests). The paper's defaults are the baseline.
+ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    # lambda is in the RM's units per character. This RM's rewards have a standard deviation
+    # of ~1.8 over responses of ~65 characters: the paper's 0.001 shifts them by ~0.07, too
+    # little to change a choice; 0.02 shortened the RM's chosen responses by ~3 words (measured).
+    "length_penalty": (
+        {"score.length_penalty": 0.02},
+        "reward minus 0.02 per character (the paper's recipe at this RM's scale)",
+    ),
+    "reference_previous": ({"dpo.reference": "previous"}, "DPO reference = previous policy"),
+    "history_accumulated": ({"dpo.history": "accumulated"}, "train on all pairs so far"),
+    # Larger DPO steps: whether moving further from SFT per iteration buys more gold.
+    "dpo_lr_2x": ({"dpo.train.lr": 1e-4}, "DPO learning rate 1e-4 instead of 5e-5"),
+    # The offline baseline with more of the mix: as many pairs as all three iterations (and the
+    # on-policy control) together, then 10x one iteration (the paper's offline DPO sees its
+    # whole offline set; the full 29 K-pair mix costs ~20 min here).
+    "offline_pairs_900": ({"offline_dpo.n_pairs": 900}, "offline DPO on 900 mix pairs"),
+    "offline_pairs_3000": ({"offline_dpo.n_pairs": 3000}, "offline DPO on 3000 mix pairs"),
+    "n_2": ({"generate.n": 2}, "2 samples per prompt instead of 8"),
+    "temperature_0.7": ({"generate.temperature": 0.7}, "sampling temperature 0.7"),
+    "best_random": ({"pairs.selection": "max_random"}, "best vs a random other response"),
+    # Not an RLHF setting: SFT and the RM retrained with other seeds (so nothing after `base`
+    # comes from the cache), to see whether the orderings survive their training noise.
+    "replicate_sft_rm_seed_1": (
+        {"sft.seed": 1, "reward_model.seed": 1},
+        "whole-pipeline replicate: SFT and RM trained with seed 1",
+    ),
+    "replicate_sft_rm_seed_2": (
+        {"sft.seed": 2, "reward_model.seed": 2},
+        "whole-pipeline replicate: SFT and RM trained with seed 2",
+    ),
+    # The same replicate with an ensemble of three reward models (seeds 2, 1002, 2002) and
+    # length-grouped batches (half the training time per member): whether averaging the RMs'
+    # seed noise rescues the replicate whose single RM ordered iter_3's samples 0.62 right.
+    "replicate_sft_rm_seed_2_ensemble_3": (
+        {
+            "sft.seed": 2,
+            "reward_model.seed": 2,
+            "reward_model.ensemble": 3,
+            "reward_model.group_by_length": True,
+        },
+        "replicate seed 2 with an ensemble of 3 RMs (mean score), length-grouped batches",
+    ),
+}
+PREFIX = "abl-"
+# Presentation only: the report's own settings change no number an ablation compares.
+UNFINGERPRINTED = ("report.",)
+
+
+BASELINE = "baseline"  # the committed params, re-run only when --seeds differs from them
+
+
+def command(
+    name: str, extra: dict[str, Any] | None = None, params_file: Path = paths.PARAMS
+) -> list[str]:
+    changes = {**(ABLATIONS[name][0] if name != BASELINE else {}), **(extra or {})}
+    cmd = ["dvc", "exp", "run", "--temp", "-n", f"{PREFIX}{name}"]
+    present = _flatten(yaml.safe_load(Path(params_file).read_text()) or {}) if changes else {}
+    for k, v in changes.items():
+        # A key params.yaml leaves at its default (config.py) must be added, not overridden:
+        # DVC's -S refuses a missing key unless it is written +key=value.
+        plus = "" if k in present else "+"
+        cmd += ["-S", f"{plus}{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    return cmd
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def settings(params: Params) -> dict[str, Any]:
+    """Every setting that can change a result, defaults filled in, as dotted keys. Filling the
+    defaults makes a run from before a key existed compare equal on that key."""
+    return {k: v for k, v in _flatten(to_dict(params)).items() if not k.startswith(UNFINGERPRINTED)}
+
+
+def fingerprint(params: Params) -> str:
+    """A short hash of :func:`settings`: which params.yaml a collected table belongs to."""
+    text = json.dumps(settings(params), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def experiment_refs(root: Path) -> dict[str, str]:
+    """abl-* experiment name -> its git ref (the newest one per name)."""
+    out = _git(
+        root, "for-each-ref", "--sort=committerdate", "--format=%(refname)", "refs/exps"
+    ).split()
+    refs = {}
+    for ref in out:
+        name = ref.rsplit("/", 1)[-1]
+        if name.startswith(PREFIX):
+            refs[name[len(PREFIX) :]] = ref
+    return refs
+
+
+def _read_at(root: Path, rev: str, path: str) -> str | None:
+    try:
+        return _git(root, "show", f"{rev}:{path}")
+    except subprocess.CalledProcessError:
+        return None
+
+
+def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[str, Any] | None:
+    """Metrics of every policy at `rev` (None: the working tree), with that run's params."""
+
+    def read(path: str) -> str | None:
+        if rev is None:
+            f = root / path
+            return f.read_text() if f.exists() else None
+        return _read_at(root, rev, path)
+
+    params_text = read(str(paths.PARAMS))
+    if params_text is None:
+        return None
+    params = yaml.safe_load(params_text)
+    iters = list(params.get("iterations", {}))
+    policies = {}
+    for p in [*paths.BASELINE_POLICIES, *iters]:
+        text = read(paths.eval_metrics(p).as_posix())
+        if text:
+            policies[p] = json.loads(text)
+    if not iters or iters[-1] not in policies:
+        return None
+    return {
+        "ablation": name,
+        "change": change,
+        "params": params,
+        "rev": rev or "workspace",
+        "seeds": len(params.get("seeds", [0])),
+        "final_iteration": iters[-1],
+        "final": {
+            k: v
+            for k, v in policies[iters[-1]].items()
+            if isinstance(v, dict) and {"mean", "lo", "hi"} <= set(v)
+        },
+        "policies": {
+            p: {k: m[k] for k in ("gold_mean", "win_rate_vs_sft")} for p, m in policies.items()
+        },
+    }
+
+
+def _check_run(run: dict[str, Any], current: dict[str, Any], allowed: set[str]) -> str | None:
+    """Why a run cannot be compared with the current params.yaml, or None when it can: its
+    settings may differ only in the keys its ablation changes (and `seeds`, via --seeds)."""
+    try:
+        theirs = settings(parse_params(run["params"]))
+    except ConfigError as e:
+        return f"its params.yaml is no longer valid: {e}"
+    extra = [k for k in differing(theirs, current) if k not in allowed]
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        return f"run with other settings than params.yaml: {shown}"
+    return None
+
+
+def collect(
+    root: Path = Path("."), out: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Read the finished experiments into reports/ablations.json; returns (runs, stale). Only
+    runs whose settings match the current params.yaml except for their own change are kept;
+    the others are listed under `stale` with the keys that differ (re-run them:
+    `rlhf ablations run NAME`)."""
+    root = Path(root)
+    current_params = parse_params(yaml.safe_load((root / paths.PARAMS).read_text()) or {})
+    current = settings(current_params)
+    runs, stale = [], []
+    refs = experiment_refs(root)
+    # A seed-matched baseline experiment (run with --seeds) beats the working tree's run, so
+    # that every row of the table has the same seeds.
+    found = [
+        _run_summary(root, refs[BASELINE], BASELINE, "params.yaml as committed, same seeds")
+        if BASELINE in refs
+        else _run_summary(root, None, BASELINE, "params.yaml as committed")
+    ]
+    for name in ABLATIONS:
+        if name in refs:
+            change = ", ".join(f"{k}={v}" for k, v in ABLATIONS[name][0].items())
+            found.append(_run_summary(root, refs[name], name, change))
+    for run in found:
+        if run is None:
+            continue
+        keys = set(ABLATIONS[run["ablation"]][0]) if run["ablation"] in ABLATIONS else set()
+        why = _check_run(run, current, keys | {"seeds"})
+        del run["params"]
+        if why:
+            stale.append({"ablation": run["ablation"], "rev": run["rev"], "reason": why})
+        else:
+            runs.append(run)
+    write_json(
+        out or root / paths.ABLATIONS,
+        {"params_fingerprint": fingerprint(current_params), "runs": runs, "stale": stale},
+    )
+    return runs, stale
+
+
+def load(root: Path, params: Params, path: Path | None = None) -> tuple[list[dict], str | None]:
+    """The collected runs if they belong to `params`, else no runs and the reason."""
+    f = path or root / paths.ABLATIONS
+    if not f.exists():
+        return [], "not collected yet: run `rlhf ablations run` and then `dvc repro report`"
+    saved = json.loads(f.read_text())
+    if saved.get("params_fingerprint") != fingerprint(params):
+        return [], (
+            f"{f.name} was collected for other params than this params.yaml (a profile switch "
+            "or an edit since): re-run the ablations, then `rlhf ablations collect`"
+        )
+    return saved.get("runs", []), None
+
+
+def cmd(args: argparse.Namespace) -> int:
+    extra = {"seeds": [int(s) for s in args.seeds.split(",")]} if args.seeds else None
+    if args.action == "list":
+        for name, (_, what) in ABLATIONS.items():
+            print(f"{name:22s} {what}\n{'':22s} {' '.join(command(name, extra))}")
+        return 0
+    if args.action == "run":
+        names = args.names or list(ABLATIONS)
+        if extra and BASELINE not in names:
+            names = [BASELINE, *names]  # compare like with like: the baseline on the same seeds
+        unknown = [n for n in names if n not in ABLATIONS and n != BASELINE]
+        if unknown:
+            print(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}", file=sys.stderr)
+            return 2
+        for i, name in enumerate(names, 1):
+            c = command(name, extra)
+            print(f"[{i}/{len(names)}] {' '.join(c)}", flush=True)
+            if subprocess.run(c).returncode != 0:
+                print(f"ablation {name} failed", file=sys.stderr)
+                return 1
+        print("done; now: rlhf ablations collect && dvc repro report")
+        return 0
+    runs, stale = collect(Path(args.root))
+    print(f"{len(runs)} runs -> {paths.ABLATIONS}")
+    for s in stale:
+        print(f"left out {s['ablation']} ({s['rev']}): {s['reason']}", file=sys.stderr)
+    for r in runs:
+        f = r["final"]
+        print(
+            f"{r['ablation']:22s} win-rate {f['win_rate_vs_sft']['mean']:.3f} "
+            f"LC {f['lc_win_rate_vs_sft']['mean']:.3f} length {f['mean_length_words']['mean']:.1f}"
+        )
+    return 0
+
+
+def add_parser(sub) -> None:
+    a = sub.add_parser("ablations", help="run and collect the ablations as DVC experiments")
+    a.add_argument("action", choices=["list", "run", "collect"])
+    a.add_argument("names", nargs="*", help="ablations to run (default: all)")
+    a.add_argument("--seeds", default="", help="e.g. 0 or 0,1,2: override `seeds` for the runs")
+    a.add_argument("--root", default=".")
+    a.set_defaults(func=cmd)

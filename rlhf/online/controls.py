@@ -1,0 +1,59 @@
+"""Controls that separate the mechanisms behind online iterative DPO (beside offline DPO, the
+paper's baseline, in rlhf.policy).
+
+The on-policy offline control samples the SFT policy once, labels the samples once with the
+same reward model (best vs worst of n, as an iteration does) and runs one DPO from SFT on as
+many prompts as all iterations together. Offline DPO vs this control: off-policy pairs written
+by other models and labelled by annotators, against on-policy pairs labelled by the RM. This
+control vs the last iteration: one round of labels on SFT's samples, against fresh samples of
+each improved policy (iterating).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from rlhf.core import paths
+from rlhf.core.config import Params
+from rlhf.models.policy import run_dpo
+from rlhf.online.generation import generate
+from rlhf.online.pairs import select_pairs
+from rlhf.online.scoring import score
+from rlhf.prompts.splits import read_split
+
+CONTROL = "onpolicy_control"
+
+
+def onpolicy_control(
+    params: Params,
+    sft_dir: str | Path,
+    rm_dir: str | Path,
+    prompts_path: str | Path,
+    out_dir: str | Path,
+) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    """Run the control for every seed; returns the scored samples, the pairs trained on and a
+    summary per seed. Models go to `out_dir/seed_<s>`. The same generate, score, pairs and DPO
+    settings as the iterations; DPO's reference is SFT."""
+    cfg = params.onpolicy_control
+    if not cfg.prompt_splits:
+        raise ValueError("onpolicy_control.prompt_splits is empty: the control has no prompts")
+    prompts = pa.concat_tables(read_split(prompts_path, s) for s in cfg.prompt_splits)
+    scored_all, pairs_all, summary = [], [], {}
+    for s in params.seeds:
+        sft = paths.replicate(sft_dir, s)
+        scored = score(params.score, rm_dir, generate(params.generate, CONTROL, sft, prompts, s))
+        pairs, report = select_pairs(params.pairs, CONTROL, scored)
+        trained = run_dpo(
+            params.dpo, sft, sft, pairs, paths.replicate_out(out_dir, s), f"{CONTROL}/seed_{s}"
+        )
+        summary[str(s)] = {
+            "prompts": prompts.num_rows,
+            **report,
+            **{k: v for k, v in trained.items() if k != "log"},
+        }
+        scored_all.append(scored)
+        pairs_all.append(pairs)
+    return pa.concat_tables(scored_all), pa.concat_tables(pairs_all), summary

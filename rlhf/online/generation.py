@@ -1,0 +1,235 @@
+"""Sampling backends behind one interface: batched Hugging Face generate (CPU or GPU) and vLLM
+(GPU, when installed). Both render prompts with the policy's own chat template and stop at
+its end-of-turn token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from rlhf.core.config import GenerateConfig
+from rlhf.core.schemas import GENERATIONS
+from rlhf.core.seeds import seeded
+from rlhf.models.checkpoints import load_policy, load_tokenizer, with_bos
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    n_tokens: int
+    finish_reason: str  # "stop" (end-of-turn token) or "length"
+
+
+class Backend(Protocol):
+    name: str
+    stop: str
+
+    def generate(
+        self, prompts: list[list[dict]], s: Sampling, desc: str = "generate"
+    ) -> list[list[Completion]]: ...
+
+
+def render_prompts(tok, prompts: list[list[dict]]) -> list[str]:
+    """Each prompt rendered with the policy's chat template, ready for the assistant's answer,
+    with exactly one BOS where the model expects one (tokenize with add_special_tokens=False)."""
+    return [
+        with_bos(tok, tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True))
+        for p in prompts
+    ]
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model_dir: str | Path, batch_prompts: int = 32):
+        self.tok = load_tokenizer(model_dir)
+        # On a GPU when there is one (CPU otherwise): the GPU profiles' HF fallback path.
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = load_policy(model_dir).to(self.device).eval()
+        self.batch_prompts = batch_prompts
+        self.stop = self.tok.eos_token
+        self.tok.padding_side = "left"  # decoder-only models generate from the right edge
+
+    def _render(self, prompts: list[list[dict]]) -> list[str]:
+        return render_prompts(self.tok, prompts)
+
+    @torch.inference_mode()
+    def generate(self, prompts, s: Sampling, desc="generate"):
+        out: list[list[Completion]] = []
+        eos = self.tok.eos_token_id
+        for b, start in enumerate(
+            tqdm(range(0, len(prompts), self.batch_prompts), desc=desc, unit="batch")
+        ):
+            chunk = prompts[start : start + self.batch_prompts]
+            enc = self.tok(
+                self._render(chunk), return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
+            # One seed per batch: results do not depend on how many batches ran before in-process.
+            torch.manual_seed(s.seed * 1_000_003 + b)
+            greedy = s.temperature == 0.0
+            ids = self.model.generate(
+                **enc,
+                do_sample=not greedy,
+                temperature=None if greedy else s.temperature,
+                top_p=None if greedy else s.top_p,
+                top_k=None if greedy else s.top_k,
+                max_new_tokens=s.max_new_tokens,
+                num_return_sequences=s.n,
+                eos_token_id=eos,
+                pad_token_id=self.tok.pad_token_id,
+            )
+            new = ids[:, enc["input_ids"].shape[1] :].tolist()
+            for i in range(len(chunk)):
+                group = []
+                for seq in new[i * s.n : (i + 1) * s.n]:
+                    if eos in seq:
+                        seq, reason = seq[: seq.index(eos)], "stop"
+                    else:
+                        reason = "length"
+                    text = self.tok.decode(seq, skip_special_tokens=True).strip()
+                    group.append(Completion(text, len(seq), reason))
+                out.append(group)
+        return out
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model_dir: str | Path, batch_prompts: int = 0):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise RuntimeError(
+                "generate.backend=vllm needs the GPU extra: pip install -e '.[gpu]' (and a GPU)"
+            ) from e
+        self.tok = load_tokenizer(model_dir)
+        self.stop = self.tok.eos_token
+        self.llm = LLM(model=str(model_dir), trust_remote_code=False, seed=0)
+
+    def generate(self, prompts, s: Sampling, desc="generate"):
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=s.n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k if s.top_k > 0 else -1,
+            max_tokens=s.max_new_tokens,
+            seed=s.seed,
+            stop_token_ids=[self.tok.eos_token_id],
+        )
+        # Token ids, not text: vLLM would add special tokens to text and double a template's BOS.
+        inputs = [
+            {"prompt_token_ids": self.tok(t, add_special_tokens=False)["input_ids"]}
+            for t in render_prompts(self.tok, prompts)
+        ]
+        results = self.llm.generate(inputs, params, use_tqdm=True)
+        return [
+            [
+                Completion(
+                    o.text.strip(),
+                    len(o.token_ids),
+                    "stop" if o.finish_reason == "stop" else "length",
+                )
+                for o in r.outputs
+            ]
+            for r in results
+        ]
+
+
+def make_backend(name: str, model_dir: str | Path, batch_prompts: int) -> Backend:
+    if name == "hf":
+        return HFBackend(model_dir, batch_prompts)
+    if name == "vllm":
+        return VLLMBackend(model_dir, batch_prompts)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def generate(
+    cfg: GenerateConfig, iteration: str, policy_dir: str | Path, prompts: pa.Table, replicate: int
+) -> pa.Table:
+    """n samples per prompt from replicate `replicate` of the iteration's policy."""
+    backend = make_backend(cfg.backend, policy_dir, cfg.batch_prompts)
+    seed = seeded(f"{iteration}/seed_{replicate}", cfg.seed)
+    s = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, seed)
+    msgs = prompts.column("messages").to_pylist()
+    outs = backend.generate(msgs, s, desc=f"generate {iteration} seed {replicate}")
+    rows = []
+    for pid, m, group in zip(prompts.column("prompt_id").to_pylist(), msgs, outs, strict=True):
+        for k, c in enumerate(group):
+            rows.append(
+                {
+                    "iteration": iteration,
+                    "seed": replicate,
+                    "prompt_id": pid,
+                    "sample_idx": k,
+                    "prompt": m,
+                    "response": c.text,
+                    "n_tokens": c.n_tokens,
+                    "finish_reason": c.finish_reason,
+                    "policy": str(policy_dir),
+                    "backend": backend.name,
+                    "sampling_seed": seed,
+                    "temperature": cfg.temperature,
+                    "top_p": cfg.top_p,
+                    "top_k": cfg.top_k,
+                    "max_new_tokens": cfg.max_new_tokens,
+                    "stop": backend.stop,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=GENERATIONS)
+
+
+@torch.inference_mode()
+def kl_to_reference(
+    policy_dir: str | Path,
+    ref_dir: str | Path,
+    prompts: list[list[dict]],
+    responses: list[str],
+    batch_size: int = 64,
+    desc: str = "KL to reference",
+) -> np.ndarray:
+    """Per response, an estimate of KL(policy || reference) in nats: the exact next-token KL
+    between the two models' distributions, summed over the response's tokens and its end-of-turn
+    token, along the policy's own sampled responses. Summing exact per-token KLs has far less
+    variance than log-ratios of sampled tokens (never negative). Both models share the policy's
+    tokenizer and chat template (the reference is the SFT model the policy was trained from)."""
+    tok = load_tokenizer(policy_dir)
+    tok.padding_side = "right"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pol = load_policy(policy_dir).to(device).eval()
+    ref = load_policy(ref_dir).to(device).eval()
+    heads = render_prompts(tok, prompts)
+    n_head = [len(ids) for ids in tok(heads, add_special_tokens=False)["input_ids"]]
+    texts = [h + r + tok.eos_token for h, r in zip(heads, responses, strict=True)]
+    out = np.zeros(len(texts))
+    for i in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+        enc = tok(
+            texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(device)
+        lp = torch.log_softmax(pol(**enc).logits.float(), -1)
+        lq = torch.log_softmax(ref(**enc).logits.float(), -1)
+        kl = (lp.exp() * (lp - lq)).sum(-1)  # (batch, positions): KL of the next token
+        # Position t predicts token t + 1: response tokens are predicted from n_head - 1 on.
+        pos = torch.arange(kl.shape[1], device=device)[None, :]
+        start = torch.tensor(n_head[i : i + batch_size], device=device)[:, None] - 1
+        end = enc["attention_mask"].sum(1, keepdim=True) - 1
+        mask = (pos >= start) & (pos < end)
+        out[i : i + len(enc["input_ids"])] = (kl * mask).sum(1).cpu().numpy()
+    return out
