@@ -131,7 +131,7 @@ def test_report_renders_every_section_with_its_figures(project):
         assert f"figures/{fig}.png" in md
     assert html.count("data:image/png;base64,") == len(figs)  # self-contained
     # Every claim gets a verdict; none is silently left out.
-    verdicts = re.findall(r"<b>(HOLDS|DOES NOT HOLD|NOT MEASURED)</b>", html)
+    verdicts = re.findall(r"<strong>(HOLDS|DOES NOT HOLD|NOT MEASURED)</strong>", html)
     assert len(verdicts) == 5, verdicts
     for policy in ("sft", "offline_dpo", "onpolicy_dpo", "iter_1"):
         assert f"<td>{policy}</td>" in html
