@@ -112,13 +112,14 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
 # report"). Each returns None when the diagnostics it needs are absent.
 
 
+def _changes(run: dict[str, Any]) -> dict[str, Any]:
+    """The params a collected ablation run changes ({} for the baseline)."""
+    return ablations_lib.ABLATIONS.get(run.get("ablation", ""), ({}, ""))[0]
+
+
 def _ablations_changing(data: ReportData, key: str) -> list[dict[str, Any]]:
     """Collected ablations whose params change `key`, found by their params, not their names."""
-    return [
-        a
-        for a in data.ablations
-        if key in ablations_lib.ABLATIONS.get(a.get("ablation", ""), ({}, ""))[0]
-    ]
+    return [a for a in data.ablations if key in _changes(a)]
 
 
 def _why_offline(
@@ -134,14 +135,11 @@ def _why_offline(
         )
     n_default = params.offline_dpo.n_pairs or params.prompts.slice_size
     more = []
-    for a in sorted(
-        _ablations_changing(data, "offline_dpo.n_pairs"),
-        key=lambda a: ablations_lib.ABLATIONS[a["ablation"]][0]["offline_dpo.n_pairs"],
-    ):
+    runs = _ablations_changing(data, "offline_dpo.n_pairs")
+    for a in sorted(runs, key=lambda a: _changes(a)["offline_dpo.n_pairs"]):
         wr = a.get("policies", {}).get("offline_dpo", {}).get("win_rate_vs_sft")
         if isinstance(wr, dict):
-            n = ablations_lib.ABLATIONS[a["ablation"]][0]["offline_dpo.n_pairs"]
-            more.append(f"{n} pairs {fmt_iv(wr)}")
+            more.append(f"{_changes(a)['offline_dpo.n_pairs']} pairs {fmt_iv(wr)}")
     if more:
         parts.append(
             f"with more of the mix than the default {n_default} pairs (ablations), offline "
@@ -162,7 +160,7 @@ def _why_no_growth(
     # offline or length-penalty runs change something else than the distance travelled.
     for a in data.ablations:
         f = a.get("final", {})
-        keys = ablations_lib.ABLATIONS.get(a.get("ablation", ""), ({}, ""))[0]
+        keys = _changes(a)
         if keys and all(k.startswith("dpo.") for k in keys) and "kl_to_sft" in f:
             points.append(
                 (

@@ -327,13 +327,6 @@ def render_markdown(sections, figs: dict[str, Path], out_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def _md_to_html(body: str) -> str:
-    # CommonMark plus GitHub tables, raw HTML off: text from data files is escaped, never run.
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(body)
-
-
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}code{background:#f3f3f3;padding:0 3px}"""
@@ -344,8 +337,12 @@ def render_html(sections, figs: dict[str, Path]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>RLHF workflow report</title><style>{CSS}</style></head><body>",
         "<h1>RLHF workflow report</h1>",
     ]
+    # CommonMark plus GitHub tables, raw HTML off: text from data files is escaped, never run.
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
     for title, body, fig in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>\n{_md_to_html(body)}")
+        parts.append(f"<h2>{html.escape(title)}</h2>\n{md.render(body)}")
         if fig and fig in figs:
             b64 = base64.b64encode(figs[fig].read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>")

@@ -69,14 +69,12 @@ class ReportData:
     """Who judged the evaluations, as their metrics files record it: gold or reward_model."""
 
 
-def recorded_judge(params: Params, root: Path) -> str:
+def recorded_judge(policies: pl.DataFrame, params: Params) -> str:
     """The judge the evaluation metrics record (one for all policies); params' evaluate.judge
     only for metrics written before the judge was recorded."""
-    judges = {}
-    for p in policy_order(params):
-        f = root / paths.eval_metrics(p)
-        if f.exists():
-            judges[p] = json.loads(f.read_text()).get("judge") or params.evaluate.judge
+    judges = (
+        dict(zip(policies["policy"], policies["judge"], strict=True)) if policies.height else {}
+    )
     if len(set(judges.values())) > 1:
         raise ValueError(f"evaluations judged by different judges, not comparable: {judges}")
     return next(iter(judges.values()), params.evaluate.judge)
@@ -93,7 +91,11 @@ def load_policies(params: Params, root: Path) -> tuple[pl.DataFrame, pl.DataFram
         if not f.exists():
             continue
         m = json.loads(f.read_text())
-        row: dict[str, Any] = {"policy": p, "step": i}
+        row: dict[str, Any] = {
+            "policy": p,
+            "step": i,
+            "judge": m.get("judge") or params.evaluate.judge,
+        }
         for key, _ in (*METRICS, *DISTANCE):
             if m.get(key) is None:  # made before the metric existed, or no RM to score with
                 continue
@@ -158,7 +160,7 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
         )
         if "scored" in views
         else "",
-        judge=recorded_judge(params, root),
+        judge=recorded_judge(policies, params),
     )
     if have_loop:
         data.onpolicy = analytics.onpolicy_diagnostics(con)
