@@ -20,8 +20,9 @@ def main() -> None:
     p.add_argument("--train-pairs", required=True, help="where to record the pairs trained on")
     args = p.parse_args()
     params = params_or_exit(args.params)
-    earlier = read_table("pairs", args.history) if params.dpo.history == "accumulated" else None
-    pairs = training_pairs(params.dpo, read_table("pairs", args.pairs), earlier)
+    pairs = training_pairs(
+        params.dpo, read_table("pairs", args.pairs), read_table("pairs", args.history)
+    )
     with Timer(f"dpo@{args.iteration}"):
         summaries = dpo_round(params, args.iteration, args.policy, args.sft, pairs, args.out)
     write_table("pairs", pairs, args.train_pairs)
