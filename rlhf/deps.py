@@ -66,7 +66,7 @@ def rewrite(text: str, repo: Path = REPO) -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        m = re.match(r"^\s*cmd: (?:python|\$\{compute\.launcher\}) (stages/\S+\.py)", line)
+        m = re.match(r"^\s*cmd: (?:python|\$\{compute\.\w+\}) (stages/\S+\.py)", line)
         if m:
             script = repo / m.group(1)
         if re.match(r"^\s*deps:\s*$", line) and script is not None:

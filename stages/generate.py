@@ -7,6 +7,7 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import write_table
+from rlhf.core.shards import clear
 from rlhf.online.generation import generate
 from rlhf.prompts.splits import read_split
 
@@ -21,12 +22,16 @@ def main() -> None:
     params = params_or_exit(args.params)
     it = params.iterations[args.iteration]
     prompts = read_split(args.prompts, it.prompt_split)
+    work = paths.shards(f"generate@{args.iteration}")
     with Timer(f"generate@{args.iteration}") as t:
         table = pa.concat_tables(
-            generate(params.generate, args.iteration, paths.replicate(args.policy, s), prompts, s)
+            generate(
+                params.generate, args.iteration, paths.replicate(args.policy, s), prompts, s, work
+            )
             for s in params.seeds
         )
     write_table("generations", table, args.out)
+    clear(work)
     stop = sum(r == "stop" for r in table.column("finish_reason").to_pylist())
     write_json(
         paths.iteration_dir(args.iteration) / "generate.json",

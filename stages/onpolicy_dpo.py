@@ -6,6 +6,7 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import write_table
+from rlhf.core.shards import clear
 from rlhf.online.controls import onpolicy_control
 
 
@@ -22,6 +23,7 @@ def main() -> None:
     write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
     write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")
     write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", {"by_seed": summary})
+    clear(paths.shards("onpolicy_dpo"))
     print(summary)
 
 

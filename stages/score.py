@@ -4,6 +4,7 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
 from rlhf.core.schemas import read_table, write_table
+from rlhf.core.shards import clear
 from rlhf.online.scoring import score
 
 
@@ -15,9 +16,11 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     cfg = params_or_exit(args.params).score
+    work = paths.shards(f"score@{args.iteration}")
     with Timer(f"score@{args.iteration}") as t:
-        table = score(cfg, args.rm, read_table("generations", args.generations))
+        table = score(cfg, args.rm, read_table("generations", args.generations), workdir=work)
     write_table("scored", table, args.out)
+    clear(work)
     print(f"{table.num_rows} responses scored in {t.seconds}s")
 
 

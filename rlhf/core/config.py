@@ -304,8 +304,18 @@ class GenerateConfig:
     """Longest response, tokens."""
     batch_prompts: int = bounded(32, ge=1)
     """Prompts per generate call (each expanded to n samples)."""
+    shard_prompts: int = bounded(256, ge=1)
+    """Prompts per shard, the unit a crash loses and a worker takes; a multiple of
+    batch_prompts, so that shards cut no batch (each batch has its own sampling seed)."""
     seed: int = 0
     """Sampling seed (combined with the iteration name)."""
+
+    def __post_init__(self) -> None:
+        if self.shard_prompts % self.batch_prompts:
+            raise ConfigError(
+                f"generate.shard_prompts: {self.shard_prompts} is not a multiple of "
+                f"generate.batch_prompts ({self.batch_prompts})"
+            )
 
 
 @dataclass(frozen=True)
@@ -318,6 +328,16 @@ class ScoreConfig:
     """Unit of the length in the penalty: characters (as in the paper) or RM tokens."""
     batch_size: int = bounded(64, ge=1)
     """Responses per reward-model forward pass."""
+    shard_rows: int = bounded(4096, ge=1)
+    """Responses per shard, the unit a crash loses and a worker takes; a multiple of
+    batch_size, so that shards cut no batch (a batch's padding changes scores in the last bits)."""
+
+    def __post_init__(self) -> None:
+        if self.shard_rows % self.batch_size:
+            raise ConfigError(
+                f"score.shard_rows: {self.shard_rows} is not a multiple of "
+                f"score.batch_size ({self.batch_size})"
+            )
 
 
 @dataclass(frozen=True)
@@ -415,8 +435,14 @@ class ComputeConfig:
     """How the stages are started."""
 
     launcher: str = "python"
-    """Command that starts the training stages (sft, reward_model, dpo, offline_dpo): `python`,
-    or `accelerate launch --config_file configs/accelerate/zero3.yaml` for DeepSpeed ZeRO-3."""
+    """Command that starts the training stages (sft, reward_model, dpo, offline_dpo,
+    onpolicy_dpo): `python`; `accelerate launch --config_file configs/accelerate/zero3.yaml`
+    for DeepSpeed ZeRO-3 on GPUs; `torchrun --standalone --nproc_per_node 2` for DDP over two
+    CPU processes (gloo)."""
+    sample_launcher: str = "python"
+    """Command that starts the stages that sample and score (generate, score): `python` (one
+    worker), or one worker per process: `accelerate launch --multi_gpu --num_processes 8` on
+    8 GPUs, `torchrun --standalone --nproc_per_node 2` on CPU. Same output for any count."""
 
 
 @dataclass(frozen=True)

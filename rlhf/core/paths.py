@@ -95,6 +95,13 @@ ABLATIONS = REPORTS_DIR / "ablations.json"
 RM_EVAL = REPORTS_DIR / "rm_eval.json"
 
 TIMINGS_DIR = REPORTS_DIR / "timings"  # git-ignored: wall times differ on every run
+# Finished shards of an unfinished stage (rlhf.core.shards), git-ignored: a stage's cache.
+SHARDS_DIR = Path(".rlhf/shards")
+
+
+def shards(stage: str) -> Path:
+    """Where a stage keeps its finished shards until its output is written."""
+    return SHARDS_DIR / stage
 
 
 def timing(stage: str) -> Path:

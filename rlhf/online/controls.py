@@ -42,9 +42,12 @@ def onpolicy_control(
         raise ValueError("onpolicy_control.prompt_splits is empty: the control has no prompts")
     prompts = pa.concat_tables(read_split(prompts_path, s) for s in cfg.prompt_splits)
     scored_all, pairs_all, summary = [], [], {}
+    # Samples and scores in shards (rlhf.core.shards): a crash in a later seed's DPO keeps them.
+    work = paths.shards("onpolicy_dpo")
     for s in params.seeds:
         sft = paths.replicate(sft_dir, s)
-        scored = score(params.score, rm_dir, generate(params.generate, CONTROL, sft, prompts, s))
+        gens = generate(params.generate, CONTROL, sft, prompts, s, work / "generate")
+        scored = score(params.score, rm_dir, gens, f"seed_{s}", work / "score")
         pairs, report = select_pairs(params.pairs, CONTROL, scored)
         trained = run_dpo(
             params.dpo, sft, sft, pairs, paths.replicate_out(out_dir, s), f"{CONTROL}/seed_{s}"

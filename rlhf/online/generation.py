@@ -4,7 +4,7 @@ its end-of-turn token."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -13,9 +13,19 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
+from rlhf.core import paths
 from rlhf.core.config import GenerateConfig
 from rlhf.core.schemas import GENERATIONS
 from rlhf.core.seeds import seeded
+from rlhf.core.shards import (
+    Shard,
+    ShardedRun,
+    Workers,
+    code_fingerprint,
+    cut,
+    digest,
+    tree_fingerprint,
+)
 from rlhf.models.checkpoints import load_policy, load_tokenizer, with_bos
 
 
@@ -41,7 +51,7 @@ class Backend(Protocol):
     stop: str
 
     def generate(
-        self, prompts: list[list[dict]], s: Sampling, desc: str = "generate"
+        self, prompts: list[list[dict]], s: Sampling, desc: str = "generate", first_batch: int = 0
     ) -> list[list[Completion]]: ...
 
 
@@ -57,10 +67,11 @@ def render_prompts(tok, prompts: list[list[dict]]) -> list[str]:
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, batch_prompts: int = 32):
+    def __init__(self, model_dir: str | Path, batch_prompts: int = 32, device=None):
         self.tok = load_tokenizer(model_dir)
-        # On a GPU when there is one (CPU otherwise): the GPU profiles' HF fallback path.
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        # On a GPU when there is one (CPU otherwise): the GPU profiles' HF fallback path; a
+        # worker of a multi-process launch passes its own device.
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_policy(model_dir).to(self.device).eval()
         self.batch_prompts = batch_prompts
         self.stop = self.tok.eos_token
@@ -70,7 +81,8 @@ class HFBackend:
         return render_prompts(self.tok, prompts)
 
     @torch.inference_mode()
-    def generate(self, prompts, s: Sampling, desc="generate"):
+    def generate(self, prompts, s: Sampling, desc="generate", first_batch=0):
+        """`first_batch`: the index of the first batch in the whole input (a shard's offset)."""
         out: list[list[Completion]] = []
         eos = self.tok.eos_token_id
         for b, start in enumerate(
@@ -80,8 +92,9 @@ class HFBackend:
             enc = self.tok(
                 self._render(chunk), return_tensors="pt", padding=True, add_special_tokens=False
             ).to(self.device)
-            # One seed per batch: results do not depend on how many batches ran before in-process.
-            torch.manual_seed(s.seed * 1_000_003 + b)
+            # One seed per batch, by its place in the whole input: results do not depend on how
+            # many batches ran before in this process, nor on which shards a worker took.
+            torch.manual_seed(s.seed * 1_000_003 + first_batch + b)
             greedy = s.temperature == 0.0
             ids = self.model.generate(
                 **enc,
@@ -111,7 +124,7 @@ class HFBackend:
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, model_dir: str | Path, batch_prompts: int = 0):
+    def __init__(self, model_dir: str | Path, batch_prompts: int = 0, device=None):
         try:
             from vllm import LLM
         except ImportError as e:
@@ -122,7 +135,8 @@ class VLLMBackend:
         self.stop = self.tok.eos_token
         self.llm = LLM(model=str(model_dir), trust_remote_code=False, seed=0)
 
-    def generate(self, prompts, s: Sampling, desc="generate"):
+    def generate(self, prompts, s: Sampling, desc="generate", first_batch=0):
+        # A per-request seed: a prompt's samples do not depend on its batch (shards are safe).
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -153,47 +167,85 @@ class VLLMBackend:
         ]
 
 
-def make_backend(name: str, model_dir: str | Path, batch_prompts: int) -> Backend:
+def make_backend(name: str, model_dir: str | Path, batch_prompts: int, device=None) -> Backend:
     if name == "hf":
-        return HFBackend(model_dir, batch_prompts)
+        return HFBackend(model_dir, batch_prompts, device)
     if name == "vllm":
-        return VLLMBackend(model_dir, batch_prompts)
+        return VLLMBackend(model_dir, batch_prompts, device)
     raise ValueError(f"unknown backend {name!r}")
 
 
+# What a generation shard's output depends on besides its rows, params and policy.
+CODE = ("rlhf.online.generation", "rlhf.models.checkpoints", "rlhf.core.shards")
+
+
 def generate(
-    cfg: GenerateConfig, iteration: str, policy_dir: str | Path, prompts: pa.Table, replicate: int
+    cfg: GenerateConfig,
+    iteration: str,
+    policy_dir: str | Path,
+    prompts: pa.Table,
+    replicate: int,
+    workdir: str | Path | None = None,
 ) -> pa.Table:
-    """n samples per prompt from replicate `replicate` of the iteration's policy."""
-    backend = make_backend(cfg.backend, policy_dir, cfg.batch_prompts)
+    """n samples per prompt from replicate `replicate` of the iteration's policy, in shards of
+    `cfg.shard_prompts` prompts kept under `workdir` (default `.rlhf/shards/generate`) until
+    the caller has written its output and cleared them; finished shards of an interrupted run
+    are reused, and the workers of a multi-process launch share the shards."""
     seed = seeded(f"{iteration}/seed_{replicate}", cfg.seed)
     s = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, seed)
+    pids = prompts.column("prompt_id").to_pylist()
     msgs = prompts.column("messages").to_pylist()
-    outs = backend.generate(msgs, s, desc=f"generate {iteration} seed {replicate}")
-    rows = []
-    for pid, m, group in zip(prompts.column("prompt_id").to_pylist(), msgs, outs, strict=True):
-        for k, c in enumerate(group):
-            rows.append(
-                {
-                    "iteration": iteration,
-                    "seed": replicate,
-                    "prompt_id": pid,
-                    "sample_idx": k,
-                    "prompt": m,
-                    "response": c.text,
-                    "n_tokens": c.n_tokens,
-                    "finish_reason": c.finish_reason,
-                    "policy": str(policy_dir),
-                    "backend": backend.name,
-                    "sampling_seed": seed,
-                    "temperature": cfg.temperature,
-                    "top_p": cfg.top_p,
-                    "top_k": cfg.top_k,
-                    "max_new_tokens": cfg.max_new_tokens,
-                    "stop": backend.stop,
-                }
+    fixed = digest(
+        "generate", iteration, replicate, asdict(cfg), seed,
+        tree_fingerprint(str(policy_dir)), code_fingerprint(CODE),
+    )  # fmt: skip
+    shards = cut(
+        len(msgs), cfg.shard_prompts, lambda a, b: digest(fixed, a, b, pids[a:b], msgs[a:b])
+    )
+    run = ShardedRun(f"{iteration}-seed_{replicate}", shards, workdir or paths.shards("generate"))
+    workers = Workers()
+    backend: list[Backend] = []  # loaded on this worker's first shard, if it gets one
+
+    def work(sh: Shard) -> pa.Table:
+        if not backend:
+            backend.append(make_backend(cfg.backend, policy_dir, cfg.batch_prompts, workers.device))
+        outs = backend[0].generate(
+            msgs[sh.start : sh.stop],
+            s,
+            desc=f"generate {iteration} seed {replicate} shard {sh.index}",
+            first_batch=sh.start // cfg.batch_prompts,
+        )
+        same = {
+            "policy": str(policy_dir),
+            "backend": backend[0].name,
+            "sampling_seed": seed,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "top_k": cfg.top_k,
+            "max_new_tokens": cfg.max_new_tokens,
+            "stop": backend[0].stop,
+        }
+        rows = [
+            {
+                "iteration": iteration,
+                "seed": replicate,
+                "prompt_id": pid,
+                "sample_idx": k,
+                "prompt": m,
+                "response": c.text,
+                "n_tokens": c.n_tokens,
+                "finish_reason": c.finish_reason,
+                **same,
+            }
+            for pid, m, group in zip(
+                pids[sh.start : sh.stop], msgs[sh.start : sh.stop], outs, strict=True
             )
-    return pa.Table.from_pylist(rows, schema=GENERATIONS)
+            for k, c in enumerate(group)
+        ]
+        return pa.Table.from_pylist(rows, schema=GENERATIONS)
+
+    tables = run.run(work, workers)
+    return pa.concat_tables(tables).cast(GENERATIONS) if tables else GENERATIONS.empty_table()
 
 
 @torch.inference_mode()

@@ -3,6 +3,7 @@ an ensemble scores the mean of its members minus k times their spread."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,18 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
+from rlhf.core import paths
 from rlhf.core.config import ScoreConfig
 from rlhf.core.schemas import SCORED
+from rlhf.core.shards import (
+    Shard,
+    ShardedRun,
+    Workers,
+    code_fingerprint,
+    cut,
+    digest,
+    tree_fingerprint,
+)
 from rlhf.models.checkpoints import (
     load_reward_model,
     load_tokenizer,
@@ -20,15 +31,20 @@ from rlhf.models.checkpoints import (
 )
 
 
+def combine(per_member: np.ndarray, conservative_k: float) -> np.ndarray:
+    """One score per response from a (members, responses) array: mean - k * std."""
+    return per_member.mean(0) - conservative_k * per_member.std(0)
+
+
 class RewardScorer:
     """Batched reward-model scores, rendering each prompt + response with the RM's own template."""
 
-    def __init__(self, rm_dir: str | Path, batch_size: int = 64):
+    def __init__(self, rm_dir: str | Path, batch_size: int = 64, device=None):
         dirs, self.conservative_k = reward_model_members(rm_dir)
         # Members share the start's tokenizer and template (rlhf.reward): one is read for all.
         self.tok = load_tokenizer(dirs[0])
         self.tok.padding_side = "right"
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.models = [
             load_reward_model(d, self.tok.pad_token_id).to(self.device).eval() for d in dirs
         ]
@@ -46,8 +62,7 @@ class RewardScorer:
         return self.combine(self.score_members(prompts, responses, desc))
 
     def combine(self, per_member: np.ndarray) -> np.ndarray:
-        """One score per response from a (members, responses) array: mean - k * std."""
-        return per_member.mean(0) - self.conservative_k * per_member.std(0)
+        return combine(per_member, self.conservative_k)
 
     @torch.inference_mode()
     def score_members(
@@ -67,18 +82,63 @@ class RewardScorer:
             out.append(np.stack([m(**enc).logits[:, 0].float().cpu().numpy() for m in self.models]))
         return np.concatenate(out, axis=1) if out else np.zeros((len(self.models), 0))
 
-    def n_tokens(self, responses: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tok(responses, add_special_tokens=False)["input_ids"]]
+
+# What a scoring shard's output depends on besides its rows, params and reward model.
+CODE = ("rlhf.online.scoring", "rlhf.models.checkpoints", "rlhf.core.shards")
 
 
-def score(cfg: ScoreConfig, rm_dir: str | Path, gens: pa.Table) -> pa.Table:
-    scorer = RewardScorer(rm_dir, cfg.batch_size)
+def score(
+    cfg: ScoreConfig,
+    rm_dir: str | Path,
+    gens: pa.Table,
+    name: str = "scored",
+    workdir: str | Path | None = None,
+) -> pa.Table:
+    """The reward of every generation (and its length-penalised reward), in shards of
+    `cfg.shard_rows` responses kept under `workdir` (default `.rlhf/shards/score`) until the
+    caller has written its output and cleared them; finished shards of an interrupted run are
+    reused, and the workers of a multi-process launch share the shards."""
+    prompts = gens.column("prompt").to_pylist()
     responses = gens.column("response").to_pylist()
-    rewards = scorer.score(gens.column("prompt").to_pylist(), responses, desc="score")
+    fixed = digest(
+        "score", asdict(cfg), tree_fingerprint(str(rm_dir)), code_fingerprint(CODE)
+    )  # fmt: skip
+    shards = cut(
+        len(responses),
+        cfg.shard_rows,
+        lambda a, b: digest(fixed, a, b, prompts[a:b], responses[a:b]),
+    )
+    workers = Workers()
+    scorer: list[RewardScorer] = []  # loaded on this worker's first shard, if it gets one
+
+    def work(sh: Shard) -> pa.Table:
+        if not scorer:
+            scorer.append(RewardScorer(rm_dir, cfg.batch_size, workers.device))
+        per_member = scorer[0].score_members(
+            prompts[sh.start : sh.stop], responses[sh.start : sh.stop], desc=f"score {sh.index}"
+        )
+        return pa.table({f"member_{i}": m for i, m in enumerate(per_member)})
+
+    run = ShardedRun(name, shards, workdir or paths.shards("score"))
+    tables = run.run(work, workers)
+    dirs, k = reward_model_members(rm_dir)
+    per_member = np.stack(
+        [
+            np.concatenate([t.column(f"member_{i}").to_numpy() for t in tables])
+            if tables
+            else np.zeros(0, dtype=np.float32)
+            for i in range(len(dirs))
+        ]
+    )
+    rewards = combine(per_member, k)
     if cfg.length_unit == "chars":
         lengths = np.array([len(r) for r in responses], dtype=np.int64)
     else:
-        lengths = np.array(scorer.n_tokens(responses), dtype=np.int64)
+        tok = load_tokenizer(dirs[0])
+        lengths = np.array(
+            [len(ids) for ids in tok(responses, add_special_tokens=False)["input_ids"]],
+            dtype=np.int64,
+        )
     penalized = rewards - cfg.length_penalty * lengths
     t = gens
     for name, values in (
