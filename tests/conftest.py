@@ -129,6 +129,16 @@ def run_dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """The whole loop, shrunk (SMALL_LOOP), reproduced once by the real `dvc repro` in a fresh
+    git checkout; shared by the end-to-end modules (tests that need it unchanged copy it)."""
+    project = make_project(tmp_path_factory.mktemp("loop"), SMALL_LOOP)
+    r = run_dvc(project, "repro")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return project
+
+
 @pytest.fixture
 def small_params():
     from rlhf.core.config import parse_params

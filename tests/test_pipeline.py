@@ -33,14 +33,6 @@ def ran_stages(stdout):
     return set(re.findall(r"Running stage '([\w@-]+)'", stdout))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("loop"), SMALL_LOOP)
-    r = run_dvc(project, "repro")
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    return project
-
-
 def test_repro_runs_the_whole_loop_and_a_second_repro_runs_nothing(project):
     for p in (paths.PREFERENCES, paths.QUARANTINE, paths.PROMPTS, paths.MIX_TABLE1_MD):
         assert (project / p).exists(), p

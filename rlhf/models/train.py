@@ -3,6 +3,7 @@ reward model (RewardTrainer) and DPO (DPOTrainer). No hand-written training loop
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from typing import Any
@@ -36,6 +37,10 @@ def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
         activation_checkpointing=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        # Several CPU processes (torchrun): without use_cpu, transformers leaves the gloo group
+        # unused and every process trains alone on all the data. One process: unchanged.
+        use_cpu=not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        ddp_find_unused_parameters=False,  # every parameter gets a gradient: skip the search
     )
 
 
