@@ -271,3 +271,31 @@ def test_reward_model_ensemble_scores_the_members_mean_minus_k_std(tmp_path):
     ensemble = RewardScorer(tmp_path / "rm").score(PROMPT * 3, responses)
     np.testing.assert_allclose(ensemble, per_member.mean(0) - 0.5 * per_member.std(0), rtol=1e-5)
     assert ensemble[0] > ensemble[1]  # and together they learned the pair
+
+
+def test_length_bucketed_scoring_keeps_input_order_and_the_token_budget(tmp_path):
+    """score.batch_tokens: rows sorted by length and packed under the token budget; every score
+    lands on its own row (equal to the input-order score up to float rounding)."""
+    from rlhf.models.checkpoints import load_reward_model
+
+    pol_dir = _reward_dir(tmp_path, "pol")
+    rm_dir = tmp_path / "rm"
+    save_model(load_reward_model(pol_dir), load_tokenizer(pol_dir), rm_dir)
+    scorer = RewardScorer(rm_dir, batch_size=4)
+    responses = ["4.", "the fox is red and the dog is brown " * 3, "ok", "a b c d e f g " * 5] * 5
+    prompts = PROMPT * len(responses)
+    texts = [scorer.render(p, r) for p, r in zip(prompts, responses, strict=True)]
+    lengths = [len(ids) for ids in scorer.tok(texts, add_special_tokens=False)["input_ids"]]
+    batches = scorer.batches(texts, batch_tokens=200)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 200 for b in batches)
+
+    # Sorted batches: far fewer padded tokens than input order.
+    def padded(bs):
+        return sum(len(b) * max(lengths[i] for i in b) for b in bs)
+
+    assert padded(batches) < 0.8 * padded(scorer.batches(texts))
+    plain = scorer.score_members(prompts, responses)
+    bucketed = scorer.score_members(prompts, responses, batch_tokens=200)
+    assert bucketed == pytest.approx(plain, abs=1e-5)
+    assert len({round(float(x), 4) for x in plain[0]}) == 4  # the rows differ, so order is really checked

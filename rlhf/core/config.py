@@ -327,7 +327,11 @@ class ScoreConfig:
     length_unit: Literal["chars", "tokens"] = "chars"
     """Unit of the length in the penalty: characters (as in the paper) or RM tokens."""
     batch_size: int = bounded(64, ge=1)
-    """Responses per reward-model forward pass."""
+    """Responses per reward-model forward pass (when batch_tokens is 0)."""
+    batch_tokens: int = bounded(0, ge=0)
+    """Tokens per forward pass (rows x longest row) with each shard's responses sorted by
+    length, results back in input order; 0 = batch_size rows in input order. Off by default:
+    a batch's padding changes scores in the last bits, so it would change the committed run."""
     shard_rows: int = bounded(4096, ge=1)
     """Responses per shard, the unit a crash loses and a worker takes; a multiple of
     batch_size, so that shards cut no batch (a batch's padding changes scores in the last bits)."""

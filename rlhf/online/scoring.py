@@ -64,23 +64,48 @@ class RewardScorer:
     def combine(self, per_member: np.ndarray) -> np.ndarray:
         return combine(per_member, self.conservative_k)
 
+    def batches(self, texts: list[str], batch_tokens: int = 0) -> list[list[int]]:
+        """Row indices of each forward pass. batch_tokens = 0: `batch_size` rows in input order.
+        Otherwise rows sorted by token length and packed while rows x longest <= batch_tokens:
+        mixed-length batches spend most of their compute on padding (bench/scoring.py)."""
+        n = len(texts)
+        if not batch_tokens:
+            return [
+                list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)
+            ]
+        lengths = [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
+        out: list[list[int]] = []
+        for i in sorted(range(n), key=lambda i: (lengths[i], i)):
+            # Ascending lengths: row i is the longest of its batch so far.
+            if out and (len(out[-1]) + 1) * lengths[i] <= batch_tokens:
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
     @torch.inference_mode()
     def score_members(
-        self, prompts: list[list[dict]], responses: list[str], desc: str = "score"
+        self,
+        prompts: list[list[dict]],
+        responses: list[str],
+        desc: str = "score",
+        batch_tokens: int = 0,
     ) -> np.ndarray:
-        """Each member's reward of each response, shape (members, responses)."""
+        """Each member's reward of each response, shape (members, responses), in input order."""
         texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
-        out = []
-        for i in tqdm(range(0, len(texts), self.batch_size), desc=desc, unit="batch"):
+        out = np.zeros((len(self.models), len(texts)), dtype=np.float32)
+        for idx in tqdm(self.batches(texts, batch_tokens), desc=desc, unit="batch"):
             # render() wrote every special token (BOS included): add none, so none is doubled.
             enc = self.tok(
-                texts[i : i + self.batch_size],
+                [texts[i] for i in idx],
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,
             ).to(self.device)
-            out.append(np.stack([m(**enc).logits[:, 0].float().cpu().numpy() for m in self.models]))
-        return np.concatenate(out, axis=1) if out else np.zeros((len(self.models), 0))
+            out[:, idx] = np.stack(
+                [m(**enc).logits[:, 0].float().cpu().numpy() for m in self.models]
+            )
+        return out
 
 
 # What a scoring shard's output depends on besides its rows, params and reward model.
@@ -115,7 +140,10 @@ def score(
         if not scorer:
             scorer.append(RewardScorer(rm_dir, cfg.batch_size, workers.device))
         per_member = scorer[0].score_members(
-            prompts[sh.start : sh.stop], responses[sh.start : sh.stop], desc=f"score {sh.index}"
+            prompts[sh.start : sh.stop],
+            responses[sh.start : sh.stop],
+            desc=f"score {sh.index}",
+            batch_tokens=cfg.batch_tokens,
         )
         return pa.table({f"member_{i}": m for i, m in enumerate(per_member)})
 
