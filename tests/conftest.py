@@ -61,6 +61,18 @@ SMALL_LOOP = {
 }
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is: elsewhere they are skipped, with the reason shown."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (pytest -m gpu on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def deep_update(d: dict, u: dict) -> dict:
     for k, v in u.items():
         if isinstance(v, dict) and isinstance(d.get(k), dict):
