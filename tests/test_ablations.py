@@ -167,8 +167,18 @@ def test_the_report_uses_ablations_only_for_the_params_they_were_collected_for(t
     here = parse_params(_params())
     runs, note = load(tmp_path, here)
     assert [r["ablation"] for r in runs] == ["baseline"] and note is None
-    # Only the report's own settings may differ.
-    assert fingerprint(parse_params(_params(**{"report.bootstrap": 500}))) == fingerprint(here)
+    # Only the report's own settings, shard sizes and launchers may differ (they change no
+    # number); a key written out at its default is the same params as the key left out.
+    for same in (
+        {"report.bootstrap": 500},
+        {"generate.shard_prompts": 64, "score.shard_rows": 640},
+        {"compute.sample_launcher": "torchrun --standalone --nproc_per_node 2"},
+    ):
+        assert fingerprint(parse_params(_params(**same))) == fingerprint(here), same
+    without = _params()
+    del without["score"]["batch_tokens"]
+    assert fingerprint(parse_params(without)) == fingerprint(here)
+    assert fingerprint(parse_params(_params(**{"score.batch_tokens": 4096}))) != fingerprint(here)
     # Another profile (here: another generation length) must not reuse them.
     other = parse_params(_params(**{"generate.max_new_tokens": 7}))
     runs, note = load(tmp_path, other)

@@ -70,8 +70,10 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 PREFIX = "abl-"
-# Presentation only: the report's own settings change no number an ablation compares.
-UNFINGERPRINTED = ("report.",)
+# Settings that change no number an ablation compares: the report's presentation, and how work
+# is cut and started (shard sizes and launchers; tests/test_workers.py shows the tables are
+# byte-identical for any of them).
+UNFINGERPRINTED = ("report.", "compute.", "generate.shard_prompts", "score.shard_rows")
 
 
 BASELINE = "baseline"  # the committed params, re-run only when --seeds differs from them
@@ -107,8 +109,12 @@ def settings(params: Params) -> dict[str, Any]:
 
 
 def fingerprint(params: Params) -> str:
-    """A short hash of :func:`settings`: which params.yaml a collected table belongs to."""
-    text = json.dumps(settings(params), sort_keys=True, default=str)
+    """A short hash of the :func:`settings` that differ from their defaults: which params.yaml a
+    collected table belongs to. A key added later at its default (the old behaviour) leaves the
+    hash, and so the collected ablations, as they were."""
+    defaults = settings(parse_params({}))
+    changed = {k: v for k, v in settings(params).items() if k not in defaults or defaults[k] != v}
+    text = json.dumps(changed, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
