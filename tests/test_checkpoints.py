@@ -298,4 +298,6 @@ def test_length_bucketed_scoring_keeps_input_order_and_the_token_budget(tmp_path
     plain = scorer.score_members(prompts, responses)
     bucketed = scorer.score_members(prompts, responses, batch_tokens=200)
     assert bucketed == pytest.approx(plain, abs=1e-5)
-    assert len({round(float(x), 4) for x in plain[0]}) == 4  # the rows differ, so order is really checked
+    assert (
+        len({round(float(x), 4) for x in plain[0]}) == 4
+    )  # the rows differ, so order is really checked
