@@ -9,6 +9,7 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table, write_table
+from rlhf.core.shards import clear
 from rlhf.evaluation.evaluate import evaluate_policy, policy_metrics
 from rlhf.prompts.splits import read_split
 
@@ -49,6 +50,7 @@ def main() -> None:
             for s in params.seeds
         )
     write_table("evaluations", ev, paths.eval_table(args.name))
+    clear(paths.shards(f"evaluate@{args.name}"))
     baseline = read_table("evaluations", args.baseline) if args.baseline else ev
     metrics = policy_metrics(ev, baseline, cfg)
     write_json(paths.eval_metrics(args.name), metrics)

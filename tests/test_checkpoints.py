@@ -177,7 +177,7 @@ def test_reward_model_judge_scores_responses_with_the_rm(tmp_path):
         [{"prompt_id": f"p{i}", "messages": PROMPT[0], "category": "chat"} for i in range(3)]
     )
     cfg = EvaluateConfig(judge="reward_model", max_new_tokens=6, bootstrap=100)
-    ev = evaluate_policy(cfg, "pol", pol_dir, prompts, 0, rm_dir)
+    ev = evaluate_policy(cfg, "pol", pol_dir, prompts, 0, rm_dir, workdir=tmp_path / "shards")
     assert ev.column("correctness").null_count == ev.num_rows
     expected = RewardScorer(rm_dir).score(
         [PROMPT[0]] * ev.num_rows, ev.column("response").to_pylist()
@@ -185,7 +185,7 @@ def test_reward_model_judge_scores_responses_with_the_rm(tmp_path):
     assert ev.column("gold").to_pylist() == pytest.approx(expected.tolist(), abs=1e-5)
     assert policy_metrics(ev, ev, cfg)["judge"] == "reward_model"
     with pytest.raises(ValueError, match="needs the reward model"):
-        evaluate_policy(cfg, "pol", pol_dir, prompts, 0, None)
+        evaluate_policy(cfg, "pol", pol_dir, prompts, 0, None, workdir=tmp_path / "shards")
 
 
 @pytest.mark.slow

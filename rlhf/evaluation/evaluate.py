@@ -10,13 +10,18 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from rlhf.core import paths
 from rlhf.core.config import EvaluateConfig
 from rlhf.core.schemas import EVALUATIONS
 from rlhf.core.seeds import seeded
 from rlhf.core.stats import bootstrap_lc_win_rate, bootstrap_mean
-from rlhf.online.generation import Sampling, kl_to_reference, make_backend
+from rlhf.online.generation import Sampling, kl_to_reference, sample
 from rlhf.online.scoring import RewardScorer
 from rlhf.world.judge import judge, words
+
+# Eval prompts per generate call, and per shard (a crash loses at most one shard's samples).
+EVAL_BATCH = 64
+EVAL_SHARD = 4 * EVAL_BATCH
 
 
 def evaluate_policy(
@@ -27,6 +32,7 @@ def evaluate_policy(
     seed: int,
     rm_dir: str | Path | None = None,
     ref_dir: str | Path | None = None,
+    workdir: str | Path | None = None,
 ) -> pa.Table:
     """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge
     or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy).
@@ -38,7 +44,6 @@ def evaluate_policy(
     Every policy of a replicate is sampled with the same seed (common random numbers), so
     differences between policies are not differences of sampling luck.
     """
-    backend = make_backend(cfg.backend, policy_dir, 64)
     s = Sampling(
         cfg.samples_per_prompt,
         cfg.temperature,
@@ -48,7 +53,11 @@ def evaluate_policy(
         seeded(f"eval/seed_{seed}", cfg.seed),
     )
     rows = prompts.to_pylist()
-    outs = backend.generate([r["messages"] for r in rows], s, desc=f"evaluate {name} seed {seed}")
+    outs = sample(
+        cfg.backend, policy_dir, [r["messages"] for r in rows], s, EVAL_BATCH, EVAL_SHARD,
+        f"{name}-seed_{seed}", workdir or paths.shards(f"evaluate@{name}"),
+        desc=f"evaluate {name} seed {seed}",
+    )  # fmt: skip
     if cfg.judge == "reward_model" and rm_dir is None:
         raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
     flat = [(r, c) for r, group in zip(rows, outs, strict=True) for c in group]

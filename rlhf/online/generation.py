@@ -179,6 +179,69 @@ def make_backend(name: str, model_dir: str | Path, batch_prompts: int, device=No
 CODE = ("rlhf.online.generation", "rlhf.models.checkpoints", "rlhf.core.shards")
 
 
+def sample(
+    backend: str,
+    policy_dir: str | Path,
+    msgs: list[list[dict]],
+    s: Sampling,
+    batch_prompts: int,
+    shard_prompts: int,
+    name: str,
+    workdir: str | Path,
+    desc: str = "generate",
+) -> list[list[Completion]]:
+    """n completions per prompt, sampled in shards of `shard_prompts` prompts (a multiple of
+    `batch_prompts`) kept under `workdir` until the caller has written its output and cleared
+    them: finished shards of an interrupted run are reused, the workers of a multi-process
+    launch share the shards, and the result is the same for any shard size and worker count."""
+    if shard_prompts % batch_prompts:
+        raise ValueError(f"shard_prompts {shard_prompts} cuts batches of {batch_prompts}")
+    fixed = digest(
+        "sample", backend, asdict(s), batch_prompts,
+        tree_fingerprint(str(policy_dir)), code_fingerprint(CODE),
+    )  # fmt: skip
+    shards = cut(len(msgs), shard_prompts, lambda a, b: digest(fixed, a, b, msgs[a:b]))
+    workers = Workers()
+    loaded: list[Backend] = []  # loaded on this worker's first shard, if it gets one
+
+    def work(sh: Shard) -> pa.Table:
+        if not loaded:
+            loaded.append(make_backend(backend, policy_dir, batch_prompts, workers.device))
+        outs = loaded[0].generate(
+            msgs[sh.start : sh.stop],
+            s,
+            desc=f"{desc} shard {sh.index}",
+            first_batch=sh.start // batch_prompts,
+        )
+        return pa.table(
+            {
+                "prompt": [sh.start + i for i, group in enumerate(outs) for _ in group],
+                "text": [c.text for group in outs for c in group],
+                "n_tokens": [c.n_tokens for group in outs for c in group],
+                "finish_reason": [c.finish_reason for group in outs for c in group],
+            },
+            schema=COMPLETIONS,
+        )
+
+    out: list[list[Completion]] = [[] for _ in msgs]
+    for t in ShardedRun(name, shards, workdir).run(work, workers):
+        for i, text, n, why in zip(
+            *(t.column(c).to_pylist() for c in COMPLETIONS.names), strict=True
+        ):
+            out[i].append(Completion(text, n, why))
+    return out
+
+
+COMPLETIONS = pa.schema(
+    [
+        ("prompt", pa.int64()),
+        ("text", pa.string()),
+        ("n_tokens", pa.int64()),
+        ("finish_reason", pa.string()),
+    ]
+)
+
+
 def generate(
     cfg: GenerateConfig,
     iteration: str,
@@ -187,65 +250,44 @@ def generate(
     replicate: int,
     workdir: str | Path | None = None,
 ) -> pa.Table:
-    """n samples per prompt from replicate `replicate` of the iteration's policy, in shards of
-    `cfg.shard_prompts` prompts kept under `workdir` (default `.rlhf/shards/generate`) until
-    the caller has written its output and cleared them; finished shards of an interrupted run
-    are reused, and the workers of a multi-process launch share the shards."""
+    """n samples per prompt from replicate `replicate` of the iteration's policy (sampled in
+    shards of `cfg.shard_prompts` prompts under `workdir`, default `.rlhf/shards/generate`:
+    see :func:`sample`)."""
     seed = seeded(f"{iteration}/seed_{replicate}", cfg.seed)
     s = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens, seed)
     pids = prompts.column("prompt_id").to_pylist()
     msgs = prompts.column("messages").to_pylist()
-    fixed = digest(
-        "generate", iteration, replicate, asdict(cfg), seed,
-        tree_fingerprint(str(policy_dir)), code_fingerprint(CODE),
+    outs = sample(
+        cfg.backend, policy_dir, msgs, s, cfg.batch_prompts, cfg.shard_prompts,
+        f"{iteration}-seed_{replicate}", workdir or paths.shards("generate"),
+        desc=f"generate {iteration} seed {replicate}",
     )  # fmt: skip
-    shards = cut(
-        len(msgs), cfg.shard_prompts, lambda a, b: digest(fixed, a, b, pids[a:b], msgs[a:b])
-    )
-    run = ShardedRun(f"{iteration}-seed_{replicate}", shards, workdir or paths.shards("generate"))
-    workers = Workers()
-    backend: list[Backend] = []  # loaded on this worker's first shard, if it gets one
-
-    def work(sh: Shard) -> pa.Table:
-        if not backend:
-            backend.append(make_backend(cfg.backend, policy_dir, cfg.batch_prompts, workers.device))
-        outs = backend[0].generate(
-            msgs[sh.start : sh.stop],
-            s,
-            desc=f"generate {iteration} seed {replicate} shard {sh.index}",
-            first_batch=sh.start // cfg.batch_prompts,
-        )
-        same = {
-            "policy": str(policy_dir),
-            "backend": backend[0].name,
-            "sampling_seed": seed,
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "top_k": cfg.top_k,
-            "max_new_tokens": cfg.max_new_tokens,
-            "stop": backend[0].stop,
+    same = {
+        "policy": str(policy_dir),
+        "backend": cfg.backend,
+        "sampling_seed": seed,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "max_new_tokens": cfg.max_new_tokens,
+        "stop": load_tokenizer(policy_dir).eos_token,
+    }
+    rows = [
+        {
+            "iteration": iteration,
+            "seed": replicate,
+            "prompt_id": pid,
+            "sample_idx": k,
+            "prompt": m,
+            "response": c.text,
+            "n_tokens": c.n_tokens,
+            "finish_reason": c.finish_reason,
+            **same,
         }
-        rows = [
-            {
-                "iteration": iteration,
-                "seed": replicate,
-                "prompt_id": pid,
-                "sample_idx": k,
-                "prompt": m,
-                "response": c.text,
-                "n_tokens": c.n_tokens,
-                "finish_reason": c.finish_reason,
-                **same,
-            }
-            for pid, m, group in zip(
-                pids[sh.start : sh.stop], msgs[sh.start : sh.stop], outs, strict=True
-            )
-            for k, c in enumerate(group)
-        ]
-        return pa.Table.from_pylist(rows, schema=GENERATIONS)
-
-    tables = run.run(work, workers)
-    return pa.concat_tables(tables).cast(GENERATIONS) if tables else GENERATIONS.empty_table()
+        for pid, m, group in zip(pids, msgs, outs, strict=True)
+        for k, c in enumerate(group)
+    ]
+    return pa.Table.from_pylist(rows, schema=GENERATIONS)
 
 
 @torch.inference_mode()
