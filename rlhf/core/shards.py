@@ -200,6 +200,37 @@ class ShardedRun:
         return tables
 
 
+def map_shards(
+    name: str,
+    workdir: str | Path,
+    n: int,
+    size: int,
+    *,
+    params: Any,
+    model_dir: str | Path,
+    code: Iterable[str],
+    rows: Callable[[int, int], Any],
+    load: Callable[[Workers], Any],
+    work: Callable[[Any, Shard], pa.Table],
+) -> list[pa.Table]:
+    """The one way a stage runs model work in shards: n input rows cut into shards of `size`,
+    each fingerprinted by `params`, the bytes of `model_dir`, the source of the `code` modules
+    and its `rows(start, stop)`; `load(workers)` builds the model once per worker, on its first
+    shard (a worker with none loads nothing), and `work(model, shard)` makes a shard's table.
+    Returns every shard's table in input order, on every worker (see :class:`ShardedRun`)."""
+    fixed = digest(params, tree_fingerprint(str(model_dir)), code_fingerprint(code))
+    shards = cut(n, size, lambda a, b: digest(fixed, a, b, rows(a, b)))
+    workers = Workers()
+    model: list[Any] = []
+
+    def one(s: Shard) -> pa.Table:
+        if not model:
+            model.append(load(workers))
+        return work(model[0], s)
+
+    return ShardedRun(name, shards, workdir).run(one, workers)
+
+
 def clear(workdir: str | Path) -> None:
     """Remove a stage's shards once its output is written (they are only its cache). Only the
     main process clears: under a multi-process launch the others return first."""

@@ -17,15 +17,7 @@ from rlhf.core import paths
 from rlhf.core.config import GenerateConfig
 from rlhf.core.schemas import GENERATIONS
 from rlhf.core.seeds import seeded
-from rlhf.core.shards import (
-    Shard,
-    ShardedRun,
-    Workers,
-    code_fingerprint,
-    cut,
-    digest,
-    tree_fingerprint,
-)
+from rlhf.core.shards import Shard, map_shards
 from rlhf.models.checkpoints import load_policy, load_tokenizer, with_bos
 
 
@@ -48,7 +40,6 @@ class Completion:
 
 class Backend(Protocol):
     name: str
-    stop: str
 
     def generate(
         self, prompts: list[list[dict]], s: Sampling, desc: str = "generate", first_batch: int = 0
@@ -74,7 +65,6 @@ class HFBackend:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = load_policy(model_dir).to(self.device).eval()
         self.batch_prompts = batch_prompts
-        self.stop = self.tok.eos_token
         self.tok.padding_side = "left"  # decoder-only models generate from the right edge
 
     def _render(self, prompts: list[list[dict]]) -> list[str]:
@@ -132,7 +122,6 @@ class VLLMBackend:
                 "generate.backend=vllm needs the GPU extra: pip install -e '.[gpu]' (and a GPU)"
             ) from e
         self.tok = load_tokenizer(model_dir)
-        self.stop = self.tok.eos_token
         self.llm = LLM(model=str(model_dir), trust_remote_code=False, seed=0)
 
     def generate(self, prompts, s: Sampling, desc="generate", first_batch=0):
@@ -196,18 +185,9 @@ def sample(
     launch share the shards, and the result is the same for any shard size and worker count."""
     if shard_prompts % batch_prompts:
         raise ValueError(f"shard_prompts {shard_prompts} cuts batches of {batch_prompts}")
-    fixed = digest(
-        "sample", backend, asdict(s), batch_prompts,
-        tree_fingerprint(str(policy_dir)), code_fingerprint(CODE),
-    )  # fmt: skip
-    shards = cut(len(msgs), shard_prompts, lambda a, b: digest(fixed, a, b, msgs[a:b]))
-    workers = Workers()
-    loaded: list[Backend] = []  # loaded on this worker's first shard, if it gets one
 
-    def work(sh: Shard) -> pa.Table:
-        if not loaded:
-            loaded.append(make_backend(backend, policy_dir, batch_prompts, workers.device))
-        outs = loaded[0].generate(
+    def work(model: Backend, sh: Shard) -> pa.Table:
+        outs = model.generate(
             msgs[sh.start : sh.stop],
             s,
             desc=f"{desc} shard {sh.index}",
@@ -223,8 +203,17 @@ def sample(
             schema=COMPLETIONS,
         )
 
+    tables = map_shards(
+        name, workdir, len(msgs), shard_prompts,
+        params=("sample", backend, asdict(s), batch_prompts),
+        model_dir=policy_dir,
+        code=CODE,
+        rows=lambda a, b: msgs[a:b],
+        load=lambda w: make_backend(backend, policy_dir, batch_prompts, w.device),
+        work=work,
+    )  # fmt: skip
     out: list[list[Completion]] = [[] for _ in msgs]
-    for t in ShardedRun(name, shards, workdir).run(work, workers):
+    for t in tables:
         for i, text, n, why in zip(
             *(t.column(c).to_pylist() for c in COMPLETIONS.names), strict=True
         ):

@@ -14,15 +14,7 @@ from tqdm import tqdm
 from rlhf.core import paths
 from rlhf.core.config import ScoreConfig
 from rlhf.core.schemas import SCORED
-from rlhf.core.shards import (
-    Shard,
-    ShardedRun,
-    Workers,
-    code_fingerprint,
-    cut,
-    digest,
-    tree_fingerprint,
-)
+from rlhf.core.shards import Shard, map_shards
 from rlhf.models.checkpoints import (
     load_reward_model,
     load_tokenizer,
@@ -125,21 +117,9 @@ def score(
     reused, and the workers of a multi-process launch share the shards."""
     prompts = gens.column("prompt").to_pylist()
     responses = gens.column("response").to_pylist()
-    fixed = digest(
-        "score", asdict(cfg), tree_fingerprint(str(rm_dir)), code_fingerprint(CODE)
-    )  # fmt: skip
-    shards = cut(
-        len(responses),
-        cfg.shard_rows,
-        lambda a, b: digest(fixed, a, b, prompts[a:b], responses[a:b]),
-    )
-    workers = Workers()
-    scorer: list[RewardScorer] = []  # loaded on this worker's first shard, if it gets one
 
-    def work(sh: Shard) -> pa.Table:
-        if not scorer:
-            scorer.append(RewardScorer(rm_dir, cfg.batch_size, workers.device))
-        per_member = scorer[0].score_members(
+    def work(scorer: RewardScorer, sh: Shard) -> pa.Table:
+        per_member = scorer.score_members(
             prompts[sh.start : sh.stop],
             responses[sh.start : sh.stop],
             desc=f"score {sh.index}",
@@ -147,8 +127,15 @@ def score(
         )
         return pa.table({f"member_{i}": m for i, m in enumerate(per_member)})
 
-    run = ShardedRun(name, shards, workdir or paths.shards("score"))
-    tables = run.run(work, workers)
+    tables = map_shards(
+        name, workdir or paths.shards("score"), len(responses), cfg.shard_rows,
+        params=("score", asdict(cfg)),
+        model_dir=rm_dir,
+        code=CODE,
+        rows=lambda a, b: (prompts[a:b], responses[a:b]),
+        load=lambda w: RewardScorer(rm_dir, cfg.batch_size, w.device),
+        work=work,
+    )  # fmt: skip
     dirs, k = reward_model_members(rm_dir)
     per_member = np.stack(
         [
