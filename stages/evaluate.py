@@ -1,6 +1,8 @@
 """Stage `evaluate`: a policy's responses to the held-out eval prompts, judged by the gold
-judge (or by the reward model as a proxy, under evaluate.judge=reward_model); gold reward, win-rate and length-controlled win-rate against SFT, length, per-section
-correctness, each with a bootstrap interval over seeds and prompts. A replicated policy is
+judge (or, for real prompts, by evaluate.judge: the reward model, the preference model or the
+LLM-as-judge, the last two pairwise against SFT's answers); gold reward, win-rate and
+length-controlled win-rate against SFT, length, per-section correctness, each with a bootstrap
+interval over seeds and prompts. A replicated policy is
 evaluated per seed (`<policy>/seed_<s>`); a shared one (SFT) once per seed's sampling seed."""
 
 import pyarrow as pa
@@ -25,6 +27,11 @@ def main() -> None:
         "--rm", default=str(paths.REWARD_MODEL), help="judge under evaluate.judge=reward_model"
     )
     p.add_argument(
+        "--pm",
+        default=str(paths.PREFERENCE_MODEL),
+        help="judge under evaluate.judge=preference_model",
+    )
+    p.add_argument(
         "--sft",
         default="",
         help="the SFT model, for each response's KL to SFT; empty for SFT itself",
@@ -36,6 +43,7 @@ def main() -> None:
     params = params_or_exit(args.params)
     cfg = params.evaluate
     prompts = read_split(args.prompts, "eval")
+    base = read_table("evaluations", args.baseline) if args.baseline else None
     with Timer(f"evaluate@{args.name}"):
         ev = pa.concat_tables(
             evaluate_policy(
@@ -46,13 +54,14 @@ def main() -> None:
                 s,
                 args.rm,
                 args.sft or None,
+                pm_dir=args.pm,
+                baseline=base,
             )
             for s in params.seeds
         )
     write_table("evaluations", ev, paths.eval_table(args.name))
     clear(paths.shards(f"evaluate@{args.name}"))
-    baseline = read_table("evaluations", args.baseline) if args.baseline else ev
-    metrics = policy_metrics(ev, baseline, cfg)
+    metrics = policy_metrics(ev, ev if base is None else base, cfg)
     write_json(paths.eval_metrics(args.name), metrics)
     print(metrics)
 

@@ -14,12 +14,19 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--sft", default=str(paths.SFT_MODEL))
     p.add_argument("--rm", default=str(paths.REWARD_MODEL))
+    p.add_argument(
+        "--pm",
+        default=str(paths.PREFERENCE_MODEL),
+        help="ranker under score.ranker=preference_model",
+    )
     p.add_argument("--prompts", default=str(paths.PROMPTS))
     p.add_argument("--out", default=str(paths.ONPOLICY_DPO_MODEL))
     args = p.parse_args()
     params = params_or_exit(args.params)
     with Timer("onpolicy_dpo"):
-        scored, pairs, summary = onpolicy_control(params, args.sft, args.rm, args.prompts, args.out)
+        scored, pairs, summary = onpolicy_control(
+            params, args.sft, args.rm, args.prompts, args.out, args.pm
+        )
     write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
     write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")
     write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", {"by_seed": summary})

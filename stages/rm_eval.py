@@ -1,31 +1,39 @@
-"""Stage `rm_eval`: reward-model accuracy against the gold judge per section, and the
-length-reward correlation of the RM and of the gold judge."""
+"""Stage `rm_eval`: the paper's Table 2 — the Bradley-Terry reward model, the pairwise
+preference model and the LLM-as-judge against the gold judge per section, with their length
+and position bias; every signal also on a RewardBench-style file when rm_eval.benchmark names
+one."""
 
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
 from rlhf.core.io import write_json
-from rlhf.evaluation.rm_eval import rm_eval
+from rlhf.evaluation.rm_eval import benchmark, rm_eval
+from rlhf.online.judges import pairwise_judge
 from rlhf.prompts.splits import read_split
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--rm", default=str(paths.REWARD_MODEL))
+    p.add_argument("--pm", default=str(paths.PREFERENCE_MODEL))
     p.add_argument("--prompts", default=str(paths.PROMPTS))
-    p.add_argument("--out", default=str(paths.REPORTS_DIR / "rm_eval.json"))
+    p.add_argument("--out", default=str(paths.RM_EVAL))
     args = p.parse_args()
     params = params_or_exit(args.params)
-    prompts = read_split(args.prompts, "eval")
-    if params.evaluate.judge != "gold":
-        metrics = {
-            "status": "not measured",
-            "why": "evaluate.judge is the reward model: real prompts have no gold judge to "
-            "label held-out pairs (use a labelled benchmark such as RewardBench)",
-        }
-    else:
-        with Timer("rm_eval"):
-            metrics = rm_eval(params.rm_eval, args.rm, prompts)
+    cfg, llm = params.rm_eval, params.evaluate.llm
+    with Timer("rm_eval"):
+        if params.evaluate.judge == "gold":
+            prompts = read_split(args.prompts, "eval")
+            metrics = rm_eval(cfg, args.rm, prompts, args.pm, llm)
+        else:
+            metrics = {
+                "status": "not measured",
+                "why": "evaluate.judge is not the gold judge: real prompts have no gold judge to "
+                "label held-out pairs (rm_eval.benchmark scores a labelled file instead)",
+            }
+            if cfg.benchmark:
+                judges = {n: pairwise_judge(n, args.rm, args.pm, llm) for n in cfg.signals}
+                metrics["benchmark"] = benchmark(cfg, judges)
     write_json(args.out, metrics)
     print(metrics)
 

@@ -1,4 +1,5 @@
-"""Stage `score@<iteration>`: reward of every response from the RM, with the length penalty."""
+"""Stage `score@<iteration>`: reward of every response from the RM (or the preference model's
+round robin under score.ranker=preference_model), with the length penalty."""
 
 from _common import Timer, params_or_exit, parser
 
@@ -12,13 +13,20 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--iteration", required=True)
     p.add_argument("--rm", default=str(paths.REWARD_MODEL))
+    p.add_argument(
+        "--pm",
+        default=str(paths.PREFERENCE_MODEL),
+        help="ranker under score.ranker=preference_model",
+    )
     p.add_argument("--generations", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args()
     cfg = params_or_exit(args.params).score
     work = paths.shards(f"score@{args.iteration}")
     with Timer(f"score@{args.iteration}") as t:
-        table = score(cfg, args.rm, read_table("generations", args.generations), workdir=work)
+        table = score(
+            cfg, args.rm, read_table("generations", args.generations), workdir=work, pm_dir=args.pm
+        )
     write_table("scored", table, args.out)
     clear(work)
     print(f"{table.num_rows} responses scored in {t.seconds}s")

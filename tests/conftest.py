@@ -48,10 +48,19 @@ SMALL_LOOP = {
         "ensemble": 2,
         "train": {"epochs": 2.0, "lr": 0.001, "batch_size": 16},
     },
-    "rm_eval": {"pairs_per_prompt": 12, "samples_per_prompt": 4},
+    "preference_model": {
+        "max_pairs": 400,
+        "train": {"epochs": 1.0, "lr": 0.001, "batch_size": 16, "max_length": 256},
+    },
+    "rm_eval": {"pairs_per_prompt": 12, "samples_per_prompt": 4, "round_robin_prompts": 4},
     "generate": {"n": 4, "max_new_tokens": 24},
     "dpo": {"train": {"epochs": 1.0, "lr": 0.0005, "batch_size": 8}},
-    "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 24, "bootstrap": 200},
+    "evaluate": {
+        "samples_per_prompt": 1,
+        "max_new_tokens": 24,
+        "bootstrap": 200,
+        "llm": {"max_new_tokens": 4},
+    },
     "report": {"bootstrap": 200},
     # Two replicates: enough to exercise per-seed models, tables and intervals.
     "seeds": [0, 1],

@@ -199,6 +199,15 @@ def test_rm_beats_chance_against_the_gold_judge(project):
     # One-sided test against a coin (normal approximation to the binomial): p < 0.05.
     z = (acc - 0.5) / math.sqrt(0.25 / n)
     assert z > 1.645, m
+    # The paper's Table 2: the three signals on the same pairs, each with an interval.
+    assert set(m["signals"]) == {"reward_model", "preference_model", "llm"}
+    for v in m["signals"].values():
+        a = v["accuracy"]
+        assert 0.0 <= a["lo"] <= a["mean"] <= a["hi"] <= 1.0
+        assert set(v["accuracy_by_section"]) == set(m["accuracy_by_section"])
+    assert m["signals"]["reward_model"]["accuracy"]["mean"] == pytest.approx(acc, abs=1e-4)
+    assert m["signals"]["llm"]["counts"]["verdicts"] >= 2 * n
+    assert "Table 2" in (project / "reports/report.md").read_text()
     # Each of the ensemble's members is evaluated alone too.
     assert len(m["member_accuracy"]) == SMALL_LOOP["reward_model"]["ensemble"]
     assert all(0.0 <= a <= 1.0 for a in m["member_accuracy"])

@@ -49,6 +49,86 @@ def policies_markdown(df: pl.DataFrame) -> str:
     return _md_table(rows, cols)
 
 
+SIGNAL_NAMES = {
+    "reward_model": "Bradley-Terry reward model",
+    "preference_model": "pairwise preference model",
+    "llm": "LLM-as-judge",
+}
+
+
+def _iv(d: dict[str, float] | None) -> str:
+    return "" if not d else f"{d['mean']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
+
+
+def table2_markdown(rm: dict[str, Any]) -> str:
+    """The paper's Table 2 from reports/rm_eval.json: each signal's accuracy against gold per
+    section, with its position and length bias; then a user's benchmark file, per subset."""
+    sig = rm["signals"]
+    sections = sorted({k for v in sig.values() for k in v["accuracy_by_section"]})
+    rows, bias = [], []
+    for name, v in sorted(sig.items(), key=lambda kv: list(SIGNAL_NAMES).index(kv[0])):
+        row = {"signal": SIGNAL_NAMES.get(name, name), "all": _iv(v["accuracy"])}
+        row.update({sec: _iv(v["accuracy_by_section"].get(sec)) for sec in sections})
+        rows.append(row)
+        counts = v.get("counts") or {}
+        bias.append(
+            {
+                "signal": SIGNAL_NAMES.get(name, name),
+                "one": _iv(v["accuracy_one_order"]),
+                "first": v["first_position_rate"],
+                "len": v["length_corr"],
+                "gold": v["length_corr_gold"],
+                "unread": f"{counts.get('malformed', 0)} of {counts.get('verdicts', '?')}"
+                if counts
+                else "",
+            }
+        )
+    any_signal = next(iter(sig.values()))
+    text = (
+        f"Accuracy against the gold judge on the same {rm['heldout_pairs']} held-out pairs (written "
+        "by the offline sources' families), each pair judged in both orders and averaged; a tie "
+        "or an unreadable verdict counts half. 95% intervals resample prompts.\n\n"
+        + _md_table(rows, [("signal", "signal"), ("all", "all"), *[(c, c) for c in sections]])
+        + "\n\nBiases. *One order*: accuracy from the order shown first alone (before averaging). "
+        "*First-position rate*: share of one-order verdicts that pick the response shown first "
+        "(0.5 = no position bias). *Length r*: mean per-prompt Pearson r between a response's "
+        f"length and its round-robin score over {any_signal['length_prompts']} "
+        "prompts' samples (gold's r on the same samples beside it). *Unread*: verdicts without "
+        "[[A]]/[[B]]/[[C]].\n\n"
+        + _md_table(
+            bias,
+            [
+                ("signal", "signal"),
+                ("one", "accuracy, one order"),
+                ("first", "first-position rate"),
+                ("len", "length r"),
+                ("gold", "gold's length r"),
+                ("unread", "unread verdicts"),
+            ],
+        )
+    )
+    bench = rm.get("benchmark")
+    if bench:
+        names = [n for n in sig if n in bench]
+        subsets = sorted({k for n in names for k in bench[n]["by_subset"]})
+        brows = [
+            {
+                "subset": sub,
+                **{n: _iv(bench[n]["by_subset"].get(sub)) for n in names},
+            }
+            for sub in subsets
+        ]
+        brows.append({"subset": "all", **{n: _iv(bench[n]["accuracy"]) for n in names}})
+        text += (
+            f"\n\nOn `{bench['file']}` ({bench['rows']} rows; quarantined: "
+            f"{bench['quarantined'] or 'none'}):\n\n"
+            + _md_table(
+                brows, [("subset", "subset"), *[(n, SIGNAL_NAMES.get(n, n)) for n in names]]
+            )
+        )
+    return text
+
+
 def controls_markdown(data: ReportData) -> str:
     """What each control compares, with the win-rates that answer it."""
     pol = {r["policy"]: r for r in data.policies.to_dicts()}
@@ -258,6 +338,14 @@ def build_sections(
                 f"Accuracy against the gold judge on {rm['heldout_pairs']} held-out pairs written by the "
                 "offline sources' families, per section; then on pairs drawn the same way in the SFT "
                 "style.\n\n" + _md_table(rows, [("section", "section"), ("accuracy", "accuracy")]),
+                None,
+            )
+        )
+    if data.rm_eval and "signals" in data.rm_eval:
+        s.append(
+            (
+                "Preference signals against gold (the paper's Table 2)",
+                table2_markdown(data.rm_eval),
                 None,
             )
         )

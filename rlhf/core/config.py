@@ -275,8 +275,60 @@ class RewardModelConfig:
 
 
 @dataclass(frozen=True)
+class PreferenceModelConfig:
+    """Pairwise preference model (paper section 2.3): a causal LM fine-tuned to read
+    `[CONTEXT] x [RESPONSE A] a [RESPONSE B] b` and answer `A` or `B`."""
+
+    seed: int = 0
+    """Seed of the pair sample, the A/B order and training."""
+    model_path: str = ""
+    """A Hugging Face causal-LM directory to fine-tune instead of the SFT model; empty = SFT."""
+    max_pairs: int = bounded(6000, ge=0)
+    """Preference pairs used (a seeded sample of the mix), each in both orders, count; 0 = all."""
+    max_chars: int = bounded(400, ge=16)
+    """Longest context or response shown to the model (longer ones keep their end), characters:
+    the label token must fit inside the model's context."""
+    batch_size: int = bounded(32, ge=1)
+    """Pairs per forward pass when the model judges, count."""
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32, max_length=256)
+    )
+    """Optimiser settings."""
+
+
+@dataclass(frozen=True)
+class LLMJudgeConfig:
+    """LLM-as-judge (paper section 2.1): a causal LM prompted with a pairwise judge template;
+    nothing is trained. A local Hugging Face checkpoint, or an OpenAI-compatible endpoint."""
+
+    model: str = "models/sft"
+    """Local Hugging Face causal-LM directory that judges (unused when `endpoint` is set)."""
+    endpoint: str = ""
+    """Base URL of an OpenAI-compatible server (e.g. a vLLM server: http://127.0.0.1:8000/v1);
+    empty = the local model."""
+    api_model: str = ""
+    """Model name sent to the endpoint."""
+    template: str = "configs/judges/pairwise.txt"
+    """Judge prompt with {question}, {answer_a} and {answer_b}; the verdict is [[A]], [[B]] or
+    [[C]] (a tie), as in MT-Bench's pairwise template."""
+    max_new_tokens: int = bounded(64, ge=1)
+    """Longest verdict generated, tokens."""
+    timeout_s: float = bounded(30.0, gt=0.0)
+    """Endpoint request timeout, seconds."""
+    retries: int = bounded(3, ge=0)
+    """Endpoint retries after a timeout, connection error or 5xx, with doubling back-off."""
+    backoff_s: float = bounded(1.0, ge=0.0)
+    """First retry's wait, seconds (doubled per retry)."""
+    concurrency: int = bounded(4, ge=1)
+    """Endpoint requests in flight at once, count."""
+    cache: str = ".rlhf/judge_cache.sqlite"
+    """Verdict cache keyed by (template, model, prompt, responses): a re-run asks nothing twice."""
+
+
+@dataclass(frozen=True)
 class RMEvalConfig:
-    """Reward-model evaluation against the gold judge on held-out prompts."""
+    """The paper's Table 2: each preference signal's accuracy against the gold judge on
+    held-out prompts, per section, with its length bias."""
 
     seed: int = 0
     """Seed of the held-out pair writers."""
@@ -284,6 +336,19 @@ class RMEvalConfig:
     """Gold-labelled held-out pairs per eval prompt, count."""
     samples_per_prompt: int = bounded(8, ge=3)
     """Responses per prompt for the length-reward correlation (paper Fig. 5), count."""
+    signals: list[Literal["reward_model", "preference_model", "llm"]] = field(
+        default_factory=lambda: ["reward_model", "preference_model", "llm"]
+    )
+    """Preference signals compared: the Bradley-Terry RM, the pairwise preference model and
+    the LLM-as-judge (evaluate.llm)."""
+    round_robin_prompts: int = bounded(50, ge=1)
+    """Eval prompts whose samples_per_prompt responses each signal ranks by round robin (every
+    pair, both orders) for its length bias, count: a pairwise judge's cost grows with k^2."""
+    benchmark: str = ""
+    """A RewardBench-style file (`prompt`, `chosen`, `rejected`, `subset`; Parquet, JSON or
+    JSONL) to score every signal on, per subset; empty = none."""
+    bootstrap: int = bounded(1000, ge=100)
+    """Bootstrap resamples (over prompts) of each accuracy's interval, count."""
 
 
 @dataclass(frozen=True)
@@ -335,6 +400,10 @@ class ScoreConfig:
     shard_rows: int = bounded(4096, ge=1)
     """Responses per shard, the unit a crash loses and a worker takes; a multiple of
     batch_size, so that shards cut no batch (a batch's padding changes scores in the last bits)."""
+    ranker: Literal["reward_model", "preference_model"] = "reward_model"
+    """Who ranks each prompt's n samples: the reward model's score (paper), or the preference
+    model's round robin (every pair in both orders, n(n-1) calls per prompt): a sample's reward
+    is then its mean probability of beating the others, in [0, 1]."""
 
     def __post_init__(self) -> None:
         if self.shard_rows % self.batch_size:
@@ -403,9 +472,13 @@ class EvaluateConfig:
 
     backend: Literal["hf", "vllm"] = "hf"
     """Generation backend for the evaluated responses (as generate.backend)."""
-    judge: Literal["gold", "reward_model"] = "gold"
-    """Who scores responses: the world's gold judge (world prompts only), or the trained reward
-    model as a proxy for real prompts (not independent of training: report it as such)."""
+    judge: Literal["gold", "reward_model", "preference_model", "llm"] = "gold"
+    """Who judges responses: the world's gold judge (world prompts only); or, for real prompts,
+    the trained reward model (a pointwise proxy, not independent of training), the preference
+    model, or the LLM-as-judge of `evaluate.llm` (pairwise: each response against the baseline
+    policy's answer to the same prompt and sample, both orders)."""
+    llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    """The LLM-as-judge (rm_eval's `llm` signal and evaluate.judge=llm)."""
     temperature: float = bounded(0.7, ge=0.0)
     """Sampling temperature of the evaluated responses; 0 = greedy."""
     samples_per_prompt: int = bounded(1, ge=1)
@@ -477,8 +550,10 @@ class Params:
     """Supervised fine-tuning."""
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     """Bradley-Terry reward model."""
+    preference_model: PreferenceModelConfig = field(default_factory=PreferenceModelConfig)
+    """Pairwise preference model."""
     rm_eval: RMEvalConfig = field(default_factory=RMEvalConfig)
-    """Reward-model evaluation."""
+    """Preference signals against the gold judge (paper Table 2)."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     """On-policy sampling."""
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -584,7 +659,7 @@ def _check_external(p: Params) -> None:
     if p.evaluate.judge == "gold" and (p.prompts.external or not p.prompts.world):
         raise ConfigError(
             "evaluate.judge: the gold judge scores only world prompts, but prompts.external "
-            "adds real ones to the eval split; use evaluate.judge: reward_model (a proxy)"
+            "adds real ones to the eval split; use evaluate.judge: reward_model, preference_model or llm"
         )
     if p.base.model_path and p.base.gguf_package:
         raise ConfigError("base: set at most one of model_path and gguf_package")

@@ -40,6 +40,7 @@ MODELS_DIR = Path("models")
 BASE_MODEL = MODELS_DIR / "base"
 SFT_MODEL = MODELS_DIR / "sft"
 REWARD_MODEL = MODELS_DIR / "reward_model"
+PREFERENCE_MODEL = MODELS_DIR / "preference_model"
 OFFLINE_DPO_MODEL = MODELS_DIR / "offline_dpo"
 ONPOLICY_DPO_MODEL = MODELS_DIR / "onpolicy_dpo"
 # Policies evaluated beside the iterations, in report order: SFT, the paper's offline-DPO

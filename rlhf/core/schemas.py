@@ -154,12 +154,16 @@ EVALUATIONS = pa.schema(
         _f("correctness", pa.float64(), nullable=True),
         _f("proxy", pa.float64(), nullable=True),
         _f("kl_to_sft", pa.float64()),
+        _f("judge_win", pa.float64(), nullable=True),
     ],
     metadata={
         "doc": "A policy's responses to the eval prompts with their judge's scores: the gold "
         "judge's (correctness set), or the reward model's under evaluate.judge=reward_model "
-        "(correctness null); the reward model's score (proxy) and the response's KL to SFT "
-        "(kl_to_sft, nats: summed exact next-token KL along the response)."
+        "(correctness null); under a pairwise judge (preference_model, llm) gold is NaN and "
+        "judge_win is P(this response beats the baseline's to the same prompt and sample), "
+        "both orders averaged. Also the reward model's score (proxy) and the response's KL to "
+        "SFT (kl_to_sft, nats: summed exact next-token KL along the response). A multi-turn "
+        "question's response is the policy's answers to every turn, joined by blank lines."
     },
 )
 

@@ -111,3 +111,24 @@ def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
     if sx == 0 or sy == 0:
         return float("nan")
     return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+
+
+def bootstrap_clustered_mean(
+    values: np.ndarray,
+    clusters: np.ndarray,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Mean of `values` with a percentile interval that resamples whole clusters (e.g. the
+    pairs of one prompt, which share its difficulty) with replacement."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("no values to average")
+    _, idx = np.unique(np.asarray(clusters), return_inverse=True)
+    sums, sizes = np.bincount(idx, weights=v), np.bincount(idx).astype(float)
+    counts = _counts(np.random.default_rng(seed), len(sums), n_boot)
+    stats = (counts @ sums) / (counts @ sizes)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    return Interval(float(v.mean()), float(lo), float(hi))

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from rlhf.core import paths
 from rlhf.core.config import EvaluateConfig
@@ -16,12 +17,46 @@ from rlhf.core.schemas import EVALUATIONS
 from rlhf.core.seeds import seeded
 from rlhf.core.stats import bootstrap_lc_win_rate, bootstrap_mean
 from rlhf.online.generation import Sampling, kl_to_reference, sample
+from rlhf.online.judges import pairwise_judge
 from rlhf.online.scoring import RewardScorer
 from rlhf.world.judge import judge, words
 
 # Eval prompts per generate call, and per shard (a crash loses at most one shard's samples).
 EVAL_BATCH = 64
 EVAL_SHARD = 4 * EVAL_BATCH
+PAIRWISE = ("preference_model", "llm")
+
+
+def _follow_ups(cfg, policy_dir, rows, outs, s: Sampling, name, workdir) -> list[list[list]]:
+    """Answer each row's scripted follow-up turns (MT-Bench's second question), one sample per
+    conversation, each later turn seeing the policy's own earlier answers. Returns, per row and
+    sample, the answers to every turn in order."""
+    convs = [
+        [[*r["messages"], {"role": "assistant", "content": c.text}] for c in group]
+        for r, group in zip(rows, outs, strict=True)
+    ]
+    answers = [[[c.text] for c in group] for group in outs]
+    turns = max((len(r.get("follow_ups") or []) for r in rows), default=0)
+    for t in range(turns):
+        todo = [
+            (i, k)
+            for i, r in enumerate(rows)
+            if len(r.get("follow_ups") or []) > t
+            for k in range(len(outs[i]))
+        ]
+        msgs = [
+            convs[i][k] + [{"role": "user", "content": rows[i]["follow_ups"][t]}] for i, k in todo
+        ]
+        # Its own sampling seed per turn: turn 2 never replays turn 1's random numbers.
+        one = Sampling(1, s.temperature, 1.0, 0, s.max_new_tokens, seeded(f"turn_{t + 2}", s.seed))
+        got = sample(
+            cfg.backend, policy_dir, msgs, one, EVAL_BATCH, EVAL_SHARD, f"{name}-turn_{t + 2}",
+            workdir, desc=f"evaluate {name} turn {t + 2}",
+        )  # fmt: skip
+        for (i, k), m, g in zip(todo, msgs, got, strict=True):
+            convs[i][k] = m + [{"role": "assistant", "content": g[0].text}]
+            answers[i][k].append(g[0].text)
+    return answers
 
 
 def evaluate_policy(
@@ -33,9 +68,14 @@ def evaluate_policy(
     rm_dir: str | Path | None = None,
     ref_dir: str | Path | None = None,
     workdir: str | Path | None = None,
+    pm_dir: str | Path | None = None,
+    baseline: pa.Table | None = None,
 ) -> pa.Table:
     """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge
-    or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy).
+    or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy);
+    under a pairwise judge (preference_model at `pm_dir`, or llm) each response is compared
+    with the `baseline` evaluation's response to the same prompt and sample (none: the
+    baseline itself, 0.5 by construction). Scripted follow-up turns are answered in turn.
 
     With `rm_dir`, every response also carries the reward model's score (`proxy`); with
     `ref_dir` (the SFT model), its KL to SFT (`kl_to_sft`, nats): the Gao et al. view of
@@ -53,36 +93,55 @@ def evaluate_policy(
         seeded(f"eval/seed_{seed}", cfg.seed),
     )
     rows = prompts.to_pylist()
+    work = workdir or paths.shards(f"evaluate@{name}")
     outs = sample(
         cfg.backend, policy_dir, [r["messages"] for r in rows], s, EVAL_BATCH, EVAL_SHARD,
-        f"{name}-seed_{seed}", workdir or paths.shards(f"evaluate@{name}"),
-        desc=f"evaluate {name} seed {seed}",
+        f"{name}-seed_{seed}", work, desc=f"evaluate {name} seed {seed}",
     )  # fmt: skip
     if cfg.judge == "reward_model" and rm_dir is None:
         raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
-    flat = [(r, c) for r, group in zip(rows, outs, strict=True) for c in group]
-    prompts_flat, texts = [r["messages"] for r, _ in flat], [c.text for _, c in flat]
+    answers = (
+        _follow_ups(cfg, policy_dir, rows, outs, s, f"{name}-seed_{seed}", work)
+        if any(r.get("follow_ups") for r in rows)
+        else [[[c.text] for c in group] for group in outs]
+    )
+    flat = [(r, a) for r, per_row in zip(rows, answers, strict=True) for a in per_row]
+    # The RM scores the last answer in its conversation (every earlier turn as context); KL to
+    # SFT is of the first answer; a pairwise judge compares the answers to all turns, joined.
+    prompts_flat = [[*r["messages"], *_turns(a, r.get("follow_ups") or [])] for r, a in flat]
+    last = [a[-1] for _, a in flat]
+    wins = _pairwise(cfg, rows, [["\n\n".join(a) for a in per_row] for per_row in answers],
+                     seed, rm_dir, pm_dir, baseline)  # fmt: skip
     proxy = (
-        RewardScorer(rm_dir).score(prompts_flat, texts, desc="proxy (RM)").tolist()
+        RewardScorer(rm_dir).score(prompts_flat, last, desc="proxy (RM)").tolist()
         if rm_dir is not None
         else [None] * len(flat)
     )
     kl = (
-        kl_to_reference(policy_dir, ref_dir, prompts_flat, texts, desc=f"KL {name} to SFT").tolist()
+        kl_to_reference(
+            policy_dir,
+            ref_dir,
+            [r["messages"] for r, _ in flat],
+            [a[0] for _, a in flat],
+            desc=f"KL {name} to SFT",
+        ).tolist()
         if ref_dir is not None
         else [0.0] * len(flat)
     )
     rewards = iter(proxy)
     extra = iter(zip(proxy, kl, strict=True))
     table = []
-    for r, group in zip(rows, outs, strict=True):
+    for r, per_row in zip(rows, answers, strict=True):
         text = r["messages"][-1]["content"]
-        for k, c in enumerate(group):
+        for k, response in enumerate("\n\n".join(a) for a in per_row):
             if cfg.judge == "gold":
-                v = judge(text, c.text)
+                v = judge(text, response)
                 score, correct, n_words = v.gold, v.correctness, v.n_words
+            elif cfg.judge in PAIRWISE:
+                score, correct, n_words = float("nan"), None, len(words(response))
+                next(rewards)
             else:
-                score, correct, n_words = next(rewards), None, len(words(c.text))
+                score, correct, n_words = next(rewards), None, len(words(response))
             table.append(
                 {
                     "policy": name,
@@ -91,14 +150,54 @@ def evaluate_policy(
                     "sample_idx": k,
                     "category": r["category"],
                     "prompt": text,
-                    "response": c.text,
+                    "response": response,
                     "n_words": n_words,
                     "gold": score,
                     "correctness": correct,
                     **dict(zip(("proxy", "kl_to_sft"), next(extra), strict=True)),
+                    "judge_win": next(wins),
                 }
             )
     return pa.Table.from_pylist(table, schema=EVALUATIONS)
+
+
+def _turns(answers: list[str], follow_ups: list[str]) -> list[dict]:
+    """The conversation after the first prompt up to the last user turn: each earlier answer
+    followed by the next scripted question."""
+    out: list[dict] = []
+    for a, q in zip(answers[:-1], follow_ups, strict=False):
+        out += [{"role": "assistant", "content": a}, {"role": "user", "content": q}]
+    return out
+
+
+def _pairwise(cfg, rows, outs, seed, rm_dir, pm_dir, baseline):
+    """Per response, P(it beats the baseline's response to the same prompt and sample) under a
+    pairwise judge, both orders averaged; None under pointwise judges."""
+    n = sum(len(g) for g in outs)
+    if cfg.judge not in PAIRWISE:
+        return iter([None] * n)
+    if baseline is None:
+        return iter([0.5] * n)
+    base = {
+        (r["prompt_id"], r["sample_idx"]): r["response"]
+        for r in baseline.filter(pa.compute.equal(baseline["seed"], seed)).to_pylist()
+    }
+    keys = [(r["prompt_id"], k) for r, g in zip(rows, outs, strict=True) for k in range(len(g))]
+    missing = [k for k in keys if k not in base]
+    if missing:
+        raise ValueError(
+            f"baseline evaluation lacks seed {seed} prompt {missing[0][0]} sample {missing[0][1]}: "
+            "were both made with the same seeds and eval settings?"
+        )
+    ctx = [
+        [*r["messages"], *({"role": "user", "content": f} for f in r.get("follow_ups") or [])]
+        for r, g in zip(rows, outs, strict=True)
+        for _ in g
+    ]
+    mine = [t for g in outs for t in g]
+    judge_ = pairwise_judge(cfg.judge, rm_dir, pm_dir, cfg.llm)
+    c = judge_.compare(ctx, mine, [base[k] for k in keys], desc=f"{cfg.judge} vs baseline")
+    return iter(c.p_a.tolist())
 
 
 def _grid(df: pl.DataFrame, value: str) -> np.ndarray:
@@ -127,6 +226,7 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
         "correctness",
         "proxy",
         "kl_to_sft",
+        "judge_win",
     )
     b = pl.from_arrow(baseline).select(
         "seed",
@@ -141,8 +241,12 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
             f"evaluation and baseline disagree: {a.height} rows, {j.height} matched on "
             "(seed, prompt_id, sample_idx); were they made with the same seeds and eval settings?"
         )
+    pairwise = cfg.judge in PAIRWISE
+    # A pairwise judge gives the win directly; a pointwise score is compared with the baseline's.
     j = j.with_columns(
-        win=pl.when(pl.col("gold") > pl.col("base_gold"))
+        win=pl.col("judge_win")
+        if pairwise
+        else pl.when(pl.col("gold") > pl.col("base_gold"))
         .then(1.0)
         .when(pl.col("gold") == pl.col("base_gold"))
         .then(0.5)
@@ -151,7 +255,7 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
         gold_gain=pl.col("gold") - pl.col("base_gold"),
     )
     boot = dict(n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
-    keys = ["gold", "win", "len_diff", "n_words", "gold_gain", "kl_to_sft"]
+    keys = ["win", "len_diff", "n_words", "kl_to_sft"] + ([] if pairwise else ["gold", "gold_gain"])
     keys += ["proxy"] if j["proxy"].null_count() == 0 else []
     grids = {k: _grid(j, k) for k in keys}
     by_seed = (
@@ -171,9 +275,14 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
     return {
         # Under "reward_model" every gold_* and win-rate figure is the RM's view, not ground truth.
         "judge": cfg.judge,
-        "gold_mean": bootstrap_mean(grids["gold"].mean(axis=2), **boot).as_dict(),
+        # A pairwise judge has no pointwise score: only its win-rates are reported.
+        "gold_mean": None
+        if pairwise
+        else bootstrap_mean(grids["gold"].mean(axis=2), **boot).as_dict(),
         # Paired with SFT's answer to the same prompt and sample: far tighter than gold_mean.
-        "gold_gain_vs_sft": bootstrap_mean(grids["gold_gain"].mean(axis=2), **boot).as_dict(),
+        "gold_gain_vs_sft": None
+        if pairwise
+        else bootstrap_mean(grids["gold_gain"].mean(axis=2), **boot).as_dict(),
         "win_rate_vs_sft": bootstrap_mean(grids["win"].mean(axis=2), **boot).as_dict(),
         "lc_win_rate_vs_sft": bootstrap_lc_win_rate(
             grids["win"],
@@ -193,9 +302,15 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
             r["category"]: None if r["correctness"] is None else round(r["correctness"], 4)
             for r in by_cat.to_dicts()
         },
-        "gold_by_category": {r["category"]: round(r["gold"], 4) for r in by_cat.to_dicts()},
+        "gold_by_category": None
+        if pairwise
+        else {r["category"]: round(r["gold"], 4) for r in by_cat.to_dicts()},
         "by_seed": {
-            str(r["seed"]): {k: round(v, 4) for k, v in r.items() if k != "seed"}
+            str(r["seed"]): {
+                k: round(v, 4)
+                for k, v in r.items()
+                if k != "seed" and v == v  # NaN: no gold
+            }
             for r in by_seed.to_dicts()
         },
         "n": a.height,

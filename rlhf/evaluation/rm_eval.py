@@ -1,24 +1,36 @@
-"""Reward-model evaluation against the gold judge (an evaluation: it may read the judge)."""
+"""The paper's Table 2: each preference signal (Bradley-Terry RM, pairwise preference model,
+LLM-as-judge) against the gold judge, per section, with its length and position bias; and on a
+RewardBench-style file a user supplies. An evaluation: it may read the gold judge."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from rlhf.core.config import RMEvalConfig
-from rlhf.core.stats import pearson_r
-from rlhf.online.scoring import RewardScorer
+from rlhf.core.config import LLMJudgeConfig, RMEvalConfig
+from rlhf.core.datafiles import BadRow, read_local
+from rlhf.core.stats import bootstrap_clustered_mean, pearson_r
+from rlhf.online.judges import pairwise_judge
+from rlhf.online.scoring import RewardScorer, round_robin
 from rlhf.world.judge import judge
 from rlhf.world.writer import DEMONSTRATION_FAMILY, OFFLINE_FAMILIES, write
 
 
-def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[str, Any]:
-    """RM accuracy vs gold on held-out written pairs, per section; and the per-prompt Pearson
-    correlation between response length and reward (paper Fig. 5), for the RM and the judge."""
+def rm_eval(
+    cfg: RMEvalConfig,
+    rm_dir: str | Path,
+    prompts: pa.Table,
+    pm_dir: str | Path | None = None,
+    llm: LLMJudgeConfig | None = None,
+) -> dict[str, Any]:
+    """RM accuracy vs gold on held-out written pairs, per section; the per-prompt Pearson
+    correlation between response length and reward (paper Fig. 5), for the RM and the judge;
+    and under `signals` every signal of cfg.signals on the same pairs (paper Table 2)."""
     scorer = RewardScorer(rm_dir)
     rng = random.Random(f"{cfg.seed}:rm_eval")
     rows = prompts.to_pylist()
@@ -54,6 +66,12 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
     gold = np.array([judge(s[0]["messages"][-1]["content"], s[1]).gold for s in samples])
     lengths = np.array([len(s[1]) for s in samples], dtype=float)
     k = cfg.samples_per_prompt
+    judges = {name: pairwise_judge(name, rm_dir, pm_dir, llm) for name in cfg.signals}
+    signals = {
+        name: _signal(cfg, judge, heldout, samples[: k * cfg.round_robin_prompts], gold, k)
+        for name, judge in judges.items()
+    }
+    bench = benchmark(cfg, judges) if cfg.benchmark else None
     return {
         "accuracy": round(float(correct.mean()), 4),
         "accuracy_by_section": acc,
@@ -69,7 +87,105 @@ def rm_eval(cfg: RMEvalConfig, rm_dir: str | Path, prompts: pa.Table) -> dict[st
         ),
         "length_reward_corr_rm": _mean_corr(lengths, rm, k),
         "length_reward_corr_gold": _mean_corr(lengths, gold, k),
+        "signals": signals,
+        **({"benchmark": bench} if bench is not None else {}),
     }
+
+
+def _graded(p_a: np.ndarray, a_better: np.ndarray) -> np.ndarray:
+    """1 where a judge's P(a > b) sides with the label, 0 where against, 0.5 at exactly 0.5
+    (a tie, or a verdict that could not be read)."""
+    right = np.where(a_better, p_a > 0.5, p_a < 0.5)
+    return np.where(p_a == 0.5, 0.5, right.astype(float))
+
+
+def _acc(cfg: RMEvalConfig, graded: np.ndarray, clusters: list[str]) -> dict[str, float]:
+    return bootstrap_clustered_mean(
+        graded, np.array(clusters), cfg.bootstrap, 0.95, cfg.seed
+    ).as_dict()
+
+
+def _signal(cfg, judge, heldout: list[tuple], samples: list[tuple], gold, k: int) -> dict:
+    """One row of Table 2: accuracy against gold with intervals (clustered by prompt), per
+    section; the same in one order only (before averaging: what position bias costs); the
+    position bias; and the per-prompt length-preference correlation of the judge's round-robin
+    score over k samples, beside gold's on the same prompts."""
+    c = judge.compare(
+        [p[0]["messages"] for p in heldout], [p[1] for p in heldout], [p[2] for p in heldout],
+        desc="table 2 pairs",
+    )  # fmt: skip
+    label = np.array([p[3] for p in heldout])
+    both, one = _graded(c.p_a, label), _graded(c.p_a_first, label)
+    ids = [p[0]["prompt_id"] for p in heldout]
+    cats = np.array([p[0]["category"] for p in heldout])
+    groups = [samples[i : i + k] for i in range(0, len(samples), k)]
+    scores = round_robin(
+        judge, [g[0][0]["messages"] for g in groups], [[s[1] for s in g] for g in groups],
+        "table 2 length bias",
+    )  # fmt: skip
+    lengths = np.array([len(s[1]) for s in samples], dtype=float)
+    out = {
+        "accuracy": _acc(cfg, both, ids),
+        "accuracy_by_section": {
+            str(sec): _acc(cfg, both[cats == sec], list(np.array(ids)[cats == sec]))
+            for sec in sorted(set(cats))
+        },
+        "accuracy_one_order": _acc(cfg, one, ids),
+        "position_bias": round(c.position_bias, 4),
+        "first_position_rate": round(c.first_rate, 4),
+        "length_corr": _mean_corr(lengths, np.concatenate(scores), k),
+        "length_corr_gold": _mean_corr(lengths, gold[: len(samples)], k),
+        "length_prompts": len(groups),
+    }
+    counts = getattr(judge, "counts", None)
+    return {**out, "counts": dict(sorted(counts.items()))} if counts is not None else out
+
+
+BENCHMARK_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def benchmark(cfg: RMEvalConfig, judges: dict) -> dict[str, Any]:
+    """Every signal's accuracy on a RewardBench-style file, per `subset` (rows without one:
+    `all`); a row missing a field or holding a non-string is quarantined, counted by reason."""
+    rows = read_local(cfg.benchmark)
+    good, quarantined = [], Counter()
+    for r in rows:
+        reason = None
+        if isinstance(r, BadRow):
+            reason = "invalid_json"
+        else:
+            for f in BENCHMARK_FIELDS:
+                if f not in r or r[f] is None:
+                    reason = f"missing_field:{f}"
+                elif not isinstance(r[f], str) or not r[f].strip():
+                    reason = f"wrong_type:{f}" if not isinstance(r[f], str) else f"empty:{f}"
+                if reason:
+                    break
+        if reason:
+            quarantined[reason] += 1
+        else:
+            good.append(r)
+    out: dict[str, Any] = {
+        "file": cfg.benchmark,
+        "rows": len(good),
+        "quarantined": dict(quarantined),
+    }
+    if not good:
+        return out
+    prompts = [[{"role": "user", "content": r["prompt"]}] for r in good]
+    subsets = np.array([str(r.get("subset") or "all") for r in good])
+    ids = [str(i) for i in range(len(good))]
+    for name, signal in judges.items():
+        c = signal.compare(prompts, [r["chosen"] for r in good], [r["rejected"] for r in good])
+        graded = _graded(c.p_a, np.ones(len(good), dtype=bool))
+        out[name] = {
+            "accuracy": _acc(cfg, graded, ids),
+            "by_subset": {
+                str(s): _acc(cfg, graded[subsets == s], list(np.array(ids)[subsets == s]))
+                for s in sorted(set(subsets))
+            },
+        }
+    return out
 
 
 def _pairs(rows, rng: random.Random, per_prompt: int, families: tuple[str, ...]) -> list[tuple]:
@@ -105,4 +221,4 @@ def _mean_corr(x: np.ndarray, y: np.ndarray, k: int) -> float:
     """Mean over prompts of the Pearson correlation within each prompt's k samples."""
     rs = [pearson_r(x[i : i + k], y[i : i + k]) for i in range(0, len(x), k)]
     cs = [r for r in rs if r == r]  # a prompt with constant length or reward has no r (NaN)
-    return round(float(np.mean(cs)), 4) if cs else float("nan")
+    return round(float(np.mean(cs)), 4) if cs else None

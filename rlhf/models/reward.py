@@ -1,4 +1,5 @@
-"""Training the Bradley-Terry reward model (TRL RewardTrainer), alone or as an ensemble."""
+"""Training the preference signals: the Bradley-Terry reward model (TRL RewardTrainer), alone
+or as an ensemble, and the pairwise preference model (TRL SFTTrainer on A/B labels)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ import datasets
 import pyarrow as pa
 from transformers import set_seed
 
-from rlhf.core.config import RewardModelConfig
+from rlhf.core.config import PreferenceModelConfig, RewardModelConfig
 from rlhf.core.io import atomic_path, is_main_process
 from rlhf.core.messages import to_trl_preference
 from rlhf.models import train
 from rlhf.models.checkpoints import (
     ENSEMBLE_FILE,
     PLAIN_CHAT_TEMPLATE,
+    load_policy,
     load_reward_model,
     load_tokenizer,
     save_model,
 )
 from rlhf.models.policy import pretrain_new, world_conversations
+from rlhf.models.preference import LABELS, SPEC_FILE, TEMPLATE, training_conversations
 
 MEMBER_SEED_STRIDE = 1000
 """Member i of an ensemble trains with seed + 1000 i: distinct from every other replicate's
@@ -101,3 +104,19 @@ def run_reward_model(
     if own:
         return {**result, "initialised_from": "own base", "own_base": own}
     return {**result, "initialised_from": str(init)}
+
+
+def run_preference_model(
+    cfg: PreferenceModelConfig, sft_dir: str | Path, prefs: pa.Table, out_dir: str | Path
+) -> dict[str, Any]:
+    """Fine-tune the SFT model (or cfg.model_path) into a pairwise preference model."""
+    init = cfg.model_path or sft_dir
+    tok, model = load_tokenizer(init), load_policy(init)
+    convs, counts = training_conversations(prefs, cfg, tok)
+    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed)
+    with atomic_path(out_dir) as out:
+        save_model(model, tok, out)
+        if is_main_process():
+            spec = {"template": TEMPLATE, "labels": list(LABELS), "max_chars": cfg.max_chars}
+            (out / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    return {**summary, **counts, "initialised_from": str(init)}

@@ -33,6 +33,7 @@ def onpolicy_control(
     rm_dir: str | Path,
     prompts_path: str | Path,
     out_dir: str | Path,
+    pm_dir: str | Path | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """Run the control for every seed; returns the scored samples, the pairs trained on and a
     summary per seed. Models go to `out_dir/seed_<s>`. The same generate, score, pairs and DPO
@@ -47,7 +48,7 @@ def onpolicy_control(
     for s in params.seeds:
         sft = paths.replicate(sft_dir, s)
         gens = generate(params.generate, CONTROL, sft, prompts, s, work / "generate")
-        scored = score(params.score, rm_dir, gens, f"seed_{s}", work / "score")
+        scored = score(params.score, rm_dir, gens, f"seed_{s}", work / "score", pm_dir)
         pairs, report = select_pairs(params.pairs, CONTROL, scored)
         trained = run_dpo(
             params.dpo, sft, sft, pairs, paths.replicate_out(out_dir, s), f"{CONTROL}/seed_{s}"

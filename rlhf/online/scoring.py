@@ -3,6 +3,7 @@ an ensemble scores the mean of its members minus k times their spread."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +27,26 @@ from rlhf.models.checkpoints import (
 def combine(per_member: np.ndarray, conservative_k: float) -> np.ndarray:
     """One score per response from a (members, responses) array: mean - k * std."""
     return per_member.mean(0) - conservative_k * per_member.std(0)
+
+
+def round_robin(judge, prompts: list[list[dict]], groups: list[list[str]], desc: str) -> list:
+    """Each group's responses ranked by a pairwise judge: every unordered pair of a group is
+    compared (the judge asks both orders: n(n-1) calls for n responses); a response's score
+    is its mean probability of beating each other response, in [0, 1]. Deterministic for a
+    deterministic judge; the best and worst of n are then the highest and lowest scores."""
+    ps, a, b, where = [], [], [], []
+    for g, (p, rs) in enumerate(zip(prompts, groups, strict=True)):
+        for i, j in itertools.combinations(range(len(rs)), 2):
+            ps.append(p)
+            a.append(rs[i])
+            b.append(rs[j])
+            where.append((g, i, j))
+    p_a = judge.compare(ps, a, b, desc).p_a if ps else np.zeros(0)
+    wins = [np.zeros(len(rs)) for rs in groups]
+    for (g, i, j), p in zip(where, p_a, strict=True):
+        wins[g][i] += p
+        wins[g][j] += 1.0 - p
+    return [w / max(1, len(w) - 1) for w in wins]
 
 
 class RewardScorer:
@@ -101,7 +122,12 @@ class RewardScorer:
 
 
 # What a scoring shard's output depends on besides its rows, params and reward model.
-CODE = ("rlhf.online.scoring", "rlhf.models.checkpoints", "rlhf.core.shards")
+CODE = (
+    "rlhf.online.scoring",
+    "rlhf.models.checkpoints",
+    "rlhf.models.preference",
+    "rlhf.core.shards",
+)
 
 
 def score(
@@ -110,11 +136,16 @@ def score(
     gens: pa.Table,
     name: str = "scored",
     workdir: str | Path | None = None,
+    pm_dir: str | Path | None = None,
 ) -> pa.Table:
     """The reward of every generation (and its length-penalised reward), in shards of
     `cfg.shard_rows` responses kept under `workdir` (default `.rlhf/shards/score`) until the
     caller has written its output and cleared them; finished shards of an interrupted run are
-    reused, and the workers of a multi-process launch share the shards."""
+    reused, and the workers of a multi-process launch share the shards. Under
+    score.ranker=preference_model the reward is the round-robin score of the preference model
+    at `pm_dir` within each (seed, prompt) group of samples (shards of whole groups)."""
+    if cfg.ranker == "preference_model":
+        return _with_rewards(cfg, gens, _pm_rewards(cfg, pm_dir, gens, name, workdir), rm_dir)
     prompts = gens.column("prompt").to_pylist()
     responses = gens.column("response").to_pylist()
 
@@ -145,11 +176,56 @@ def score(
             for i in range(len(dirs))
         ]
     )
-    rewards = combine(per_member, k)
+    return _with_rewards(cfg, gens, combine(per_member, k), rm_dir)
+
+
+def _pm_rewards(cfg: ScoreConfig, pm_dir, gens: pa.Table, name: str, workdir) -> np.ndarray:
+    """Round-robin scores of the preference model, per (seed, prompt) group, in row order."""
+    from rlhf.models.preference import PreferenceModel
+
+    if pm_dir is None:
+        raise ValueError("score.ranker=preference_model needs the preference model (--pm)")
+    keys = list(
+        zip(gens.column("seed").to_pylist(), gens.column("prompt_id").to_pylist(), strict=True)
+    )
+    members: dict[tuple, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    groups = list(members.values())
+    prompts = gens.column("prompt").to_pylist()
+    responses = gens.column("response").to_pylist()
+    n = max(len(g) for g in groups) if groups else 1
+
+    def work(pm, sh: Shard) -> pa.Table:
+        chunk = groups[sh.start : sh.stop]
+        scores = round_robin(
+            pm, [prompts[g[0]] for g in chunk], [[responses[i] for i in g] for g in chunk],
+            f"rank {sh.index}",
+        )  # fmt: skip
+        return pa.table({"score": np.concatenate(scores) if scores else np.zeros(0)})
+
+    tables = map_shards(
+        name, workdir or paths.shards("score"), len(groups), max(1, cfg.shard_rows // n),
+        params=("score", asdict(cfg)),
+        model_dir=pm_dir,
+        code=CODE,
+        rows=lambda a, b: [(prompts[g[0]], [responses[i] for i in g]) for g in groups[a:b]],
+        load=lambda w: PreferenceModel(pm_dir, cfg.batch_size, w.device),
+        work=work,
+    )  # fmt: skip
+    out = np.zeros(len(keys), dtype=np.float64)
+    if groups:
+        out[np.concatenate(groups)] = np.concatenate([t.column("score").to_numpy() for t in tables])
+    return out
+
+
+def _with_rewards(cfg: ScoreConfig, gens: pa.Table, rewards: np.ndarray, rm_dir) -> pa.Table:
+    """`gens` with reward, length and length-penalised reward columns."""
+    responses = gens.column("response").to_pylist()
     if cfg.length_unit == "chars":
         lengths = np.array([len(r) for r in responses], dtype=np.int64)
     else:
-        tok = load_tokenizer(dirs[0])
+        tok = load_tokenizer(reward_model_members(rm_dir)[0][0])
         lengths = np.array(
             [len(ids) for ids in tok(responses, add_special_tokens=False)["input_ids"]],
             dtype=np.int64,

@@ -1,0 +1,217 @@
+"""LLM-as-judge (paper section 2.1): a causal LM prompted with a pairwise judge template (a
+file users edit), its verdict parsed from `[[A]]`, `[[B]]` or `[[C]]` (a tie), each pair asked
+in both orders. The judge is a local Hugging Face checkpoint (greedy) or an OpenAI-compatible
+endpoint such as a vLLM server (timeouts, retries with back-off, a concurrency limit). Every
+verdict is cached by (template, judge, prompt, responses): a re-run asks nothing twice.
+
+Why a hand-written HTTP client: the endpoint call is one POST; the standard library does it,
+and the retry/timeout/concurrency policy is what a user needs to see and test, not hide."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from rlhf.core.config import LLMJudgeConfig
+from rlhf.core.shards import digest, tree_fingerprint
+from rlhf.models.preference import Comparison, PreferenceModel, context_text
+
+VERDICT = re.compile(r"\[\[([ABC])\]\]")
+_FIELDS = re.compile(r"\{(question|answer_a|answer_b)\}")
+# What one verdict counts for the response shown first: A wins, B wins, tie; a reply without
+# a verdict (malformed) or a failed request counts as a tie, and is counted apart.
+_FIRST_WINS = {"A": 1.0, "B": 0.0, "C": 0.5}
+
+
+def parse_verdict(text: str | None) -> str | None:
+    """The last [[A]]/[[B]]/[[C]] in a reply, or None when it has none."""
+    found = VERDICT.findall(text or "")
+    return found[-1] if found else None
+
+
+def fill(template: str, question: str, answer_a: str, answer_b: str) -> str:
+    """The template with its three fields filled in one pass: braces inside the question or the
+    answers are left as they are (str.format would choke on them)."""
+    values = {"question": question, "answer_a": answer_a, "answer_b": answer_b}
+    return _FIELDS.sub(lambda m: values[m.group(1)], template)
+
+
+class VerdictCache:
+    """Replies by key in SQLite (one transaction per batch: a crash loses only the batch)."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, reply TEXT)")
+
+    def get(self, keys: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            chunk = keys[i : i + 500]
+            q = f"SELECT key, reply FROM verdicts WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update(self.db.execute(q, chunk).fetchall())
+        return out
+
+    def put(self, items: dict[str, str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)", items.items())
+
+
+class HTTPBackend:
+    """Chat completions from an OpenAI-compatible endpoint, `concurrency` requests at a time."""
+
+    def __init__(self, cfg: LLMJudgeConfig):
+        self.cfg = cfg
+        self.url = cfg.endpoint.rstrip("/") + "/chat/completions"
+        self.identity = f"http:{cfg.endpoint}:{cfg.api_model}:{cfg.max_new_tokens}"
+
+    def _one(self, prompt: str) -> tuple[str | None, str]:
+        """(reply text or None, outcome): ok, or error:<why> after the last retry."""
+        body = json.dumps(
+            {
+                "model": self.cfg.api_model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0.0,
+                "max_tokens": self.cfg.max_new_tokens,
+            }
+        ).encode()
+        wait, why = self.cfg.backoff_s, "unknown"
+        for attempt in range(self.cfg.retries + 1):
+            if attempt:
+                time.sleep(wait)
+                wait *= 2
+            req = urllib.request.Request(
+                self.url, body, {"Content-Type": "application/json"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as r:
+                    reply = json.loads(r.read())
+                return reply["choices"][0]["message"]["content"], "ok"
+            except urllib.error.HTTPError as e:
+                why = f"http_{e.code}"
+                if e.code < 500 and e.code != 429:
+                    break  # the request itself is wrong: asking again cannot help
+            except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
+                why = "timeout" if "timed out" in str(e) else "connection"
+            except (ValueError, KeyError, IndexError, TypeError):
+                return None, "ok"  # a reply, but not a chat completion: malformed, counted
+        return None, f"error:{why}"
+
+    def ask(self, prompts: list[str]) -> list[tuple[str | None, str]]:
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            return list(pool.map(self._one, prompts))
+
+
+class LocalBackend:
+    """Greedy replies of a local Hugging Face causal LM (batched generate)."""
+
+    def __init__(self, cfg: LLMJudgeConfig, batch_prompts: int = 16):
+        from rlhf.online.generation import HFBackend, Sampling
+
+        self.backend = HFBackend(cfg.model, batch_prompts)
+        self.sampling = Sampling(1, 0.0, 1.0, 0, cfg.max_new_tokens, 0)
+        self.identity = f"hf:{tree_fingerprint(cfg.model)}:{cfg.max_new_tokens}"
+
+    def ask(self, prompts: list[str]) -> list[tuple[str | None, str]]:
+        msgs = [[{"role": "user", "content": p}] for p in prompts]
+        outs = self.backend.generate(msgs, self.sampling, desc="llm judge")
+        return [(o[0].text, "ok") for o in outs]
+
+
+class LLMJudge:
+    """Pairwise verdicts of an LLM, both orders, cached."""
+
+    def __init__(self, cfg: LLMJudgeConfig):
+        self.template = Path(cfg.template).read_text()
+        if not all(f"{{{f}}}" in self.template for f in ("question", "answer_a", "answer_b")):
+            raise ValueError(f"{cfg.template}: needs {{question}}, {{answer_a}} and {{answer_b}}")
+        self.backend = HTTPBackend(cfg) if cfg.endpoint else LocalBackend(cfg)
+        self.cache = VerdictCache(cfg.cache)
+        self.counts: Counter[str] = Counter()
+
+    def verdicts(self, prompts: list[list[dict]], a: list[str], b: list[str]) -> list[str | None]:
+        """The verdict on each (prompt, a shown first, b): A, B, C, or None (counted)."""
+        texts = [
+            fill(self.template, context_text(p), x, y)
+            for p, x, y in zip(prompts, a, b, strict=True)
+        ]
+        keys = [digest(self.template, self.backend.identity, t) for t in texts]
+        replies = self.cache.get(keys)
+        self.counts["verdicts"] += len(keys)
+        todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in replies}.items())
+        self.counts["cached"] += len(keys) - sum(1 for k in keys if k not in replies)
+        self.counts["asked"] += len(todo)
+        fresh: dict[str, str] = {}
+        for (k, _), (reply, outcome) in zip(
+            todo, self.backend.ask([t for _, t in todo]), strict=True
+        ):
+            if outcome == "ok":
+                fresh[k] = reply or ""  # a failed request is not cached: the next run asks again
+            else:
+                self.counts[outcome] += 1
+        self.cache.put(fresh)
+        replies.update(fresh)
+        out = []
+        for k in keys:
+            v = parse_verdict(replies.get(k)) if k in replies else None
+            if k in replies and v is None:
+                self.counts["malformed"] += 1
+            if v == "C":
+                self.counts["ties"] += 1
+            out.append(v)
+        return out
+
+    def compare(
+        self, prompts: list[list[dict]], a: list[str], b: list[str], desc: str = "llm judge"
+    ) -> Comparison:
+        first = self.verdicts(prompts, a, b)
+        second = self.verdicts(prompts, b, a)
+        score = np.vectorize(lambda v: _FIRST_WINS.get(v, 0.5), otypes=[float])
+        return Comparison(
+            score(np.array(first, dtype=object)), score(np.array(second, dtype=object))
+        )
+
+
+class RewardPairwise:
+    """The Bradley-Terry reward model as a pairwise judge: P(a > b) = sigmoid(r_a - r_b), the
+    model's own definition; it has no position, so its position bias is 0 by construction."""
+
+    def __init__(self, rm_dir: str | Path, batch_size: int = 64):
+        from rlhf.online.scoring import RewardScorer
+
+        self.scorer = RewardScorer(rm_dir, batch_size)
+
+    def compare(self, prompts, a, b, desc: str = "reward model") -> Comparison:
+        r = self.scorer.score(list(prompts) * 2, list(a) + list(b), desc=desc).astype(np.float64)
+        d = r[: len(a)] - r[len(a) :]
+        return Comparison(1.0 / (1.0 + np.exp(-d)), 1.0 / (1.0 + np.exp(d)))
+
+
+def pairwise_judge(
+    name: str,
+    rm_dir: str | Path | None = None,
+    pm_dir: str | Path | None = None,
+    llm: LLMJudgeConfig | None = None,
+):
+    """The registry of pairwise judges: reward_model, preference_model, llm; each has
+    .compare(prompts, a, b) -> Comparison."""
+    if name == "reward_model":
+        if rm_dir is None:
+            raise ValueError("the reward_model judge needs the reward model's folder")
+        return RewardPairwise(rm_dir)
+    if name == "preference_model":
+        if pm_dir is None:
+            raise ValueError("the preference_model judge needs the preference model's folder")
+        return PreferenceModel(pm_dir)
+    if name == "llm":
+        return LLMJudge(llm or LLMJudgeConfig())
+    raise ValueError(f"unknown judge {name!r}; known: reward_model, preference_model, llm")

@@ -1,0 +1,379 @@
+"""The paper's three preference signals as judges: the pairwise preference model (trained here
+on a crafted preference), the LLM-as-judge against a real HTTP server on 127.0.0.1, and the
+round-robin ranker that turns pairwise verdicts into best and worst of n."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rlhf.core.config import LLMJudgeConfig, PairsConfig, PreferenceModelConfig, TrainConfig
+from rlhf.models.checkpoints import save_model, tiny_llama, train_tokenizer
+from rlhf.models.preference import Comparison, PreferenceModel
+from rlhf.models.reward import run_preference_model
+from rlhf.online.judges import LLMJudge, fill, parse_verdict
+from rlhf.online.pairs import select_pairs
+from rlhf.online.scoring import round_robin
+
+WORDS = ["the", "a", "cat", "dog", "sky", "tree", "river", "stone", "light", "road"]
+
+
+def _answer(rng: random.Random, marker: str) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(2, 5))]
+    words.insert(rng.randint(0, len(words)), marker)
+    return " ".join(words)
+
+
+def _crafted(n: int, seed: int) -> list[tuple[list[dict], str, str]]:
+    """(prompt, chosen, rejected): the chosen answer says `great`, the rejected one `awful`;
+    every other word is noise, and neither length nor position tells them apart."""
+    rng = random.Random(seed)
+    return [
+        (
+            [{"role": "user", "content": f"tell me about the {rng.choice(WORDS)}"}],
+            _answer(rng, "great"),
+            _answer(rng, "awful"),
+        )
+        for _ in range(n)
+    ]
+
+
+def _as_mix(pairs) -> pa.Table:
+    return pa.table(
+        {
+            "chosen": [p + [{"role": "assistant", "content": c}] for p, c, _ in pairs],
+            "rejected": [p + [{"role": "assistant", "content": r}] for p, _, r in pairs],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def crafted_pm(tmp_path_factory):
+    """A tiny Llama fine-tuned by the preference-model stage's own code on crafted pairs."""
+    tmp = tmp_path_factory.mktemp("pm")
+    texts = [" ".join(x[0][0]["content"] for x in _crafted(50, 9))] + WORDS + ["great awful A B"]
+    tok = train_tokenizer(texts * 20, 320)
+    save_model(tiny_llama(tok, 64, 2, 2, 256, seed=0), tok, tmp / "start")
+    cfg = PreferenceModelConfig(
+        max_pairs=0,
+        train=TrainConfig(epochs=12.0, lr=3e-3, batch_size=16, max_length=256, warmup_ratio=0.05),
+    )
+    summary = run_preference_model(cfg, tmp / "start", _as_mix(_crafted(400, 1)), tmp / "pm")
+    assert summary["examples"] == 800 and summary["too_long"] == 0
+    return tmp / "pm"
+
+
+def test_preference_model_learns_a_crafted_preference(crafted_pm):
+    held_out = _crafted(200, 2)
+    pm = PreferenceModel(crafted_pm)
+    p, c, r = (list(x) for x in zip(*held_out, strict=True))
+    # Half the pairs with the chosen answer first, half second: position alone scores 0.5.
+    a = [ci if i % 2 else ri for i, (ci, ri) in enumerate(zip(c, r, strict=True))]
+    b = [ri if i % 2 else ci for i, (ci, ri) in enumerate(zip(c, r, strict=True))]
+    a_better = np.array([i % 2 == 1 for i in range(len(a))])
+    comp = pm.compare(p, a, b)
+    acc = float(((comp.p_a > 0.5) == a_better).mean())
+    assert acc > 0.85, acc
+
+
+def test_averaging_both_orders_removes_a_planted_position_bias(crafted_pm):
+    pm = PreferenceModel(crafted_pm)
+    held_out = _crafted(120, 3)
+    p, c, r = (list(x) for x in zip(*held_out, strict=True))
+    a_better = np.ones(len(c), dtype=bool)
+    clean = pm.compare(p, c, r)
+    # Plant a position bias in the model itself: +10 on the logit of `A` at every position (beyond the trained margins).
+    a_id = pm.label_ids[0]
+
+    def bias_a(_module, _inputs, out):
+        out[..., a_id] += 10.0
+        return out
+
+    hook = pm.model.lm_head.register_forward_hook(bias_a)
+    try:
+        biased = pm.compare(p, r, c)  # the chosen answer always shown second
+    finally:
+        hook.remove()
+    # One order alone now mostly answers A, i.e. the rejected answer...
+    assert biased.first_rate > 0.9, biased.first_rate
+    one_order = float((biased.p_a_first < 0.5).mean())
+    assert one_order < 0.5
+    assert biased.position_bias > 0.2
+    # ...but a constant pull to one position cancels in the average of both orders: the
+    # decision is the same as the unbiased model's on every pair.
+    both = (1.0 - biased.p_a) > 0.5  # biased.p_a is P(rejected > chosen)
+    assert np.array_equal(both, clean.p_a > 0.5)
+    assert float((both == a_better).mean()) > 0.85
+
+
+def test_round_robin_ranker_picks_best_and_worst_from_a_comparison_table():
+    # A hand-built table of P(row beats column) for four responses: c > a > d > b, with one
+    # intransitive-looking pair (d beats a 0.6) that the round robin must outvote.
+    names = ["a", "b", "c", "d"]
+    table = {
+        ("a", "b"): 0.9,
+        ("a", "c"): 0.2,
+        ("a", "d"): 0.4,
+        ("b", "c"): 0.05,
+        ("b", "d"): 0.3,
+        ("c", "d"): 0.95,
+    }
+
+    class TableJudge:
+        calls = 0
+
+        def compare(self, prompts, a, b, desc=""):
+            TableJudge.calls += len(a)
+            p = np.array(
+                [
+                    table[(x, y)] if (x, y) in table else 1 - table[(y, x)]
+                    for x, y in zip(a, b, strict=True)
+                ]
+            )
+            return Comparison(p, 1.0 - p)
+
+    judge = TableJudge()
+    prompt = [{"role": "user", "content": "q"}]
+    [scores] = round_robin(judge, [prompt], [names], "test")
+    assert TableJudge.calls == 6  # n(n-1)/2 unordered pairs, each judge call asks both orders
+    np.testing.assert_allclose(
+        scores,
+        [
+            (0.9 + 0.2 + 0.4) / 3,
+            (0.1 + 0.05 + 0.3) / 3,
+            (0.8 + 0.95 + 0.95) / 3,
+            (0.6 + 0.7 + 0.05) / 3,
+        ],
+    )
+    rows = [
+        {
+            "iteration": "iter_1",
+            "seed": 0,
+            "prompt_id": "p0",
+            "sample_idx": k,
+            "prompt": prompt,
+            "response": n,
+            "penalized_reward": float(s),
+            "length": 1,
+        }
+        for k, (n, s) in enumerate(zip(names, scores, strict=True))
+    ]
+    pairs, report = select_pairs(PairsConfig(), "iter_1", pa.Table.from_pylist(rows))
+    assert pairs.column("chosen").to_pylist() == ["c"]
+    assert pairs.column("rejected").to_pylist() == ["b"]
+
+
+# --- LLM-as-judge against a real OpenAI-compatible server on 127.0.0.1 -------------------
+
+
+class _Server:
+    """Chat completions that answer [[A]] when answer A says `great`, else [[B]]; questions
+    with SLOW time out, GARBLE gets a reply without a verdict, FLAKY fails with a 500 once."""
+
+    def __init__(self):
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.flaky_seen: set[str] = set()
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                text = body["messages"][0]["content"]
+                with lock:
+                    server.requests += 1
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    time.sleep(0.05)
+                    if "SLOW" in text:
+                        time.sleep(1.5)
+                    if "FLAKY" in text and text not in server.flaky_seen:
+                        server.flaky_seen.add(text)
+                        self.send_response(500)
+                        self.end_headers()
+                        return
+                    a = text.split("[The Start of Assistant A's Answer]")[1].split("[The End")[0]
+                    reply = (
+                        "no idea" if "GARBLE" in text else ("[[A]]" if "great" in a else "[[B]]")
+                    )
+                    out = json.dumps({"choices": [{"message": {"content": f"Because. {reply}"}}]})
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(out.encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on it (a timeout): nothing to answer
+                finally:
+                    with lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = _Server()
+    yield s
+    s.close()
+
+
+def test_http_judge_verdicts_timeouts_malformed_replies_and_cache(server, tmp_path):
+    cfg = LLMJudgeConfig(
+        endpoint=server.url,
+        api_model="judge",
+        template="configs/judges/pairwise.txt",
+        timeout_s=0.5,
+        retries=1,
+        backoff_s=0.01,
+        concurrency=3,
+        cache=str(tmp_path / "cache.sqlite"),
+    )
+    pairs = _crafted(12, 4)
+    prompts = [p for p, _, _ in pairs] + [
+        [{"role": "user", "content": q}] for q in ("SLOW", "GARBLE", "FLAKY")
+    ]
+    chosen = [c for _, c, _ in pairs] + ["great x", "great y", "great z"]
+    rejected = [r for _, _, r in pairs] + ["awful x", "awful y", "awful z"]
+    judge = LLMJudge(cfg)
+    # The concurrency limit holds (measured by the server), and is used.
+    judge.compare(prompts[:12], chosen[:12], rejected[:12])
+    assert 2 <= server.max_in_flight <= 3, server.max_in_flight
+    comp = judge.compare(prompts, chosen, rejected)
+    # Both orders agree on every crafted pair and on the flaky one (its retry succeeded).
+    assert list(comp.p_a[:12]) == [1.0] * 12 and comp.p_a[14] == 1.0
+    # The timed-out and the malformed question count as ties, and are counted, not crashed.
+    assert comp.p_a[12] == 0.5 and comp.p_a[13] == 0.5
+    assert judge.counts["error:timeout"] == 2  # both orders of SLOW, after their retry
+    assert judge.counts["malformed"] == 2
+    assert judge.counts["cached"] == 24  # the first call's verdicts were not asked again
+    # A second judge over the same cache asks again only what failed (the timeouts).
+    asked = server.requests
+    again = LLMJudge(cfg)
+    comp2 = again.compare(prompts, chosen, rejected)
+    assert np.array_equal(comp2.p_a, comp.p_a)
+    assert again.counts["asked"] == 2
+    assert server.requests - asked == 2 * (cfg.retries + 1)
+
+
+def test_verdict_parsing_and_template_filling():
+    assert parse_verdict("A is better. [[A]]") == "A"
+    assert parse_verdict("[[A]] ... on reflection [[C]]") == "C"
+    assert parse_verdict("assistant A") is None and parse_verdict(None) is None
+    # Braces in the question or the answers are kept as they are.
+    t = fill("Q: {question} A: {answer_a} B: {answer_b}", "f({x})", "{answer_b}", "b")
+    assert t == "Q: f({x}) A: {answer_b} B: b"
+
+
+def test_score_ranks_samples_with_the_preference_model(crafted_pm, tmp_path):
+    from rlhf.core.config import ScoreConfig
+    from rlhf.online.scoring import score
+
+    rng = random.Random(5)
+    rows = []
+    for g in range(6):
+        prompt = [{"role": "user", "content": f"tell me about the {WORDS[g]}"}]
+        good = rng.randrange(4)
+        for k in range(4):
+            text = _answer(rng, "great" if k == good else "awful")
+            rows.append(
+                {"seed": g % 2, "prompt_id": f"p{g // 2}", "prompt": prompt, "response": text}
+            )
+    gens = pa.Table.from_pylist(rows)
+    cfg = ScoreConfig(ranker="preference_model", shard_rows=64, batch_size=16)
+    scored = score(cfg, "unused-rm", gens, workdir=tmp_path / "shards", pm_dir=crafted_pm)
+    r = scored.column("reward").to_numpy()
+    for g in range(6):
+        block = r[4 * g : 4 * g + 4]
+        texts = [rows[4 * g + k]["response"] for k in range(4)]
+        assert "great" in texts[int(block.argmax())]
+        assert block.min() >= 0.0 and block.max() <= 1.0
+
+
+def test_pairwise_evaluation_with_follow_up_turns(crafted_pm, tmp_path):
+    from rlhf.core.config import EvaluateConfig
+    from rlhf.evaluation.evaluate import evaluate_policy, policy_metrics
+
+    prompts = pa.Table.from_pylist(
+        [
+            {
+                "prompt_id": f"q{i}",
+                "messages": [{"role": "user", "content": f"tell me about the {w}"}],
+                "category": "chat",
+                # MT-Bench style: a scripted second question for half the prompts.
+                "follow_ups": ["and why?"] if i % 2 else None,
+            }
+            for i, w in enumerate(WORDS[:4])
+        ]
+    )
+    cfg = EvaluateConfig(
+        judge="preference_model", samples_per_prompt=2, max_new_tokens=6, bootstrap=100
+    )
+    run = dict(workdir=tmp_path / "shards", pm_dir=crafted_pm)
+    base = evaluate_policy(cfg, "base", crafted_pm, prompts, 0, **run)
+    same = evaluate_policy(cfg, "same", crafted_pm, prompts, 0, baseline=base, **run)
+    # Common random numbers: the same policy gives the same answers to both turns...
+    assert same.column("response").to_pylist() == base.column("response").to_pylist()
+    # ...and a pairwise judge that averages both orders scores a response against itself 0.5.
+    # (to the last bits: a batch's padding moves logits by ~1e-16)
+    assert same.column("judge_win").to_pylist() == pytest.approx([0.5] * same.num_rows, abs=1e-9)
+    m = policy_metrics(same, base, cfg)
+    assert m["win_rate_vs_sft"]["mean"] == pytest.approx(0.5) and m["gold_mean"] is None
+    # The follow-up rows carry the answers to both turns, the others one answer.
+    turns = {r["prompt_id"]: r["response"].count("\n\n") for r in same.to_pylist()}
+    assert turns["q1"] >= 1 and turns["q3"] >= 1
+
+
+def test_local_llm_judge_counts_unreadable_verdicts_and_caches(crafted_pm, tmp_path):
+    cfg = LLMJudgeConfig(model=str(crafted_pm), max_new_tokens=3, cache=str(tmp_path / "c.sqlite"))
+    pairs = _crafted(5, 6)
+    args = ([p for p, _, _ in pairs], [c for _, c, _ in pairs], [r for _, _, r in pairs])
+    judge = LLMJudge(cfg)
+    comp = judge.compare(*args)
+    # A model never taught the template writes no [[A]]/[[B]]: ties, each one counted.
+    unread = judge.counts["malformed"]
+    assert unread == judge.counts["verdicts"] - int(
+        (comp.p_a_first != 0.5).sum() + (comp.p_b_first != 0.5).sum()
+    )
+    again = LLMJudge(cfg)
+    again.compare(*args)
+    assert again.counts["asked"] == 0 and again.counts["cached"] == 10
+
+
+def test_benchmark_file_per_subset_with_bad_rows_quarantined(crafted_pm, tmp_path):
+    from rlhf.core.config import RMEvalConfig
+    from rlhf.evaluation.rm_eval import benchmark
+
+    lines = [
+        json.dumps({"prompt": p[0]["content"], "chosen": c, "rejected": r, "subset": "xy"[i % 2]})
+        for i, (p, c, r) in enumerate(_crafted(40, 7))
+    ]
+    lines += [json.dumps({"prompt": "q", "chosen": "great"}), "{not json"]
+    f = tmp_path / "bench.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    cfg = RMEvalConfig(benchmark=str(f), bootstrap=100)
+    out = benchmark(cfg, {"preference_model": PreferenceModel(crafted_pm)})
+    assert out["rows"] == 40
+    assert out["quarantined"] == {"missing_field:rejected": 1, "invalid_json": 1}
+    acc = out["preference_model"]
+    assert acc["accuracy"]["mean"] > 0.85
+    assert set(acc["by_subset"]) == {"x", "y"}
+    assert acc["accuracy"]["lo"] <= acc["accuracy"]["mean"] <= acc["accuracy"]["hi"]
