@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 
 from rlhf.core.config import LLMJudgeConfig, PairsConfig, PreferenceModelConfig, TrainConfig
@@ -377,3 +378,53 @@ def test_benchmark_file_per_subset_with_bad_rows_quarantined(crafted_pm, tmp_pat
     assert acc["accuracy"]["mean"] > 0.85
     assert set(acc["by_subset"]) == {"x", "y"}
     assert acc["accuracy"]["lo"] <= acc["accuracy"]["mean"] <= acc["accuracy"]["hi"]
+
+
+@pytest.mark.slow
+def test_benchmark_prompts_judged_by_the_preference_model_end_to_end(project, tmp_path):
+    """A real prompt file (MT-Bench's question format, two turns) as the whole eval split,
+    judged pairwise by the preference model, through the real `dvc repro`."""
+    import shutil
+
+    import yaml
+
+    from .conftest import deep_update, run_dvc
+
+    dest = tmp_path / "run"
+    shutil.copytree(project, dest, symlinks=True)
+    questions = [
+        {"question_id": i, "category": "writing", "turns": [f"tell me about the {w}", "and why?"]}
+        for i, w in enumerate(["river", "stone", "road", "sky"])
+    ]
+    bench = dest / "data/external/mt_bench.jsonl"
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    bench.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    deep_update(
+        params,
+        {
+            "prompts": {
+                "external": {
+                    "mtbench": {
+                        "format": "questions",
+                        "path": "data/external/mt_bench.jsonl",
+                        "eval_only": True,
+                    }
+                }
+            },
+            "evaluate": {"judge": "preference_model"},
+        },
+    )
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    r = run_dvc(dest, "repro")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ev = pa.parquet.read_table(dest / "data/eval/iter_1.parquet").to_pylist()
+    # The eval split is exactly the benchmark, both turns answered, each judged against SFT.
+    assert {r["prompt"] for r in ev} == {q["turns"][0] for q in questions}
+    assert all("\n\n" in r["response"] and 0.0 <= r["judge_win"] <= 1.0 for r in ev)
+    m = json.loads((dest / "reports/eval/iter_1.json").read_text())
+    assert m["judge"] == "preference_model" and m["gold_mean"] is None
+    assert 0.0 <= m["win_rate_vs_sft"]["lo"] <= m["win_rate_vs_sft"]["hi"] <= 1.0
+    report = (dest / "reports/report.md").read_text()
+    assert "Preference-model" in report and "evaluate.judge is preference_model" in report
+    assert json.loads((dest / "reports/rm_eval.json").read_text())["status"] == "not measured"

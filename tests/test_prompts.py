@@ -59,3 +59,31 @@ def test_read_split_selects_one_split_and_names_the_file_when_empty(tmp_path, sm
     }
     with pytest.raises(ValueError, match=r"prompts\.parquet: split 'train_9' has no prompts"):
         read_split(path, "train_9")
+
+
+def test_an_eval_only_source_is_the_whole_eval_split(small_params):
+    from rlhf.core.config import ExternalSource
+    from rlhf.prompts.sources import build_pool
+
+    # An MT-Bench question file: two turns each, the second a scripted follow-up.
+    questions = [
+        {"question_id": i, "category": "writing", "turns": [f"write about {w}", "now shorter"]}
+        for i, w in enumerate(["rivers", "stones", "roads"])
+    ]
+    external = {"mtbench": ExternalSource(format="questions", path="x", eval_only=True)}
+    from rlhf.core.schemas import PROMPT_POOL
+
+    world = pa.Table.from_pylist(prompt_pool(small_params.world), schema=PROMPT_POOL)
+    pool, _, _ = build_pool(world, external, lambda src: questions)
+    cfg = PromptsConfig(eval_size=20, slice_size=20, n_slices=2, external=external)
+    table, report = split_prompts(cfg, pool)
+    ev = [r for r in table.to_pylist() if r["split"] == "eval"]
+    assert sorted(r["messages"][-1]["content"] for r in ev) == [
+        "write about rivers",
+        "write about roads",
+        "write about stones",
+    ]
+    assert all(r["follow_ups"] == ["now shorter"] for r in ev)
+    # No benchmark prompt trains; the training slices keep their sizes.
+    assert all(r["source"] != "mtbench" for r in table.to_pylist() if r["split"] != "eval")
+    assert report["splits"]["train_1"] == report["splits"]["train_2"] == 20

@@ -76,8 +76,8 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
             Claim(
                 c.text,
                 None,
-                "not measured: evaluate.judge is the reward model (real prompts have no gold "
-                "judge); run an external benchmark on the saved policies",
+                f"not measured: evaluate.judge is {data.judge}, not the gold judge (real prompts "
+                "have none); its win-rates are in the policy table, labelled with its name",
             )
             for c in claims
         ]

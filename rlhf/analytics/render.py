@@ -215,12 +215,16 @@ def build_sections(
         )
     )
     if data.policies.height:
-        judged_by = (
-            "Gold-judge metrics"
-            if data.judge == "gold"
-            else "**Reward-model proxy** metrics (evaluate.judge=reward_model: the 'gold' columns "
-            "are the trained RM's scores, not ground truth)"
-        )
+        judged_by = {
+            "gold": "Gold-judge metrics",
+            "reward_model": "**Reward-model proxy** metrics (evaluate.judge=reward_model: the "
+            "'gold' columns are the trained RM's scores, not ground truth)",
+            "preference_model": "**Preference-model** metrics (evaluate.judge=preference_model: "
+            "each response against SFT's, both orders; no pointwise score, so the gold columns "
+            "are empty)",
+            "llm": "**LLM-as-judge** metrics (evaluate.judge=llm: each response against SFT's, "
+            "both orders; no pointwise score, so the gold columns are empty)",
+        }.get(data.judge, f"Metrics judged by {data.judge}")
         s.append(
             (
                 "Policies: gold reward and win-rate against SFT",

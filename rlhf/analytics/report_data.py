@@ -66,7 +66,8 @@ class ReportData:
     length_unit: str = "chars"
     """Unit of the loop's response lengths, as the scored tables record it."""
     judge: str = "gold"
-    """Who judged the evaluations, as their metrics files record it: gold or reward_model."""
+    """Who judged the evaluations, as their metrics files record it: gold, reward_model,
+    preference_model or llm."""
 
 
 def recorded_judge(policies: pl.DataFrame, params: Params) -> str:
@@ -98,6 +99,10 @@ def load_policies(params: Params, root: Path) -> tuple[pl.DataFrame, pl.DataFram
         }
         for key, _ in (*METRICS, *DISTANCE):
             if m.get(key) is None:  # made before the metric existed, or no RM to score with
+                if key in ("gold_mean", "gold_gain_vs_sft"):  # a pairwise judge: no pointwise score
+                    row.update(
+                        {key: float("nan"), f"{key}_lo": float("nan"), f"{key}_hi": float("nan")}
+                    )
                 continue
             iv = _interval(m[key])
             row.update({key: iv.mean, f"{key}_lo": iv.lo, f"{key}_hi": iv.hi})

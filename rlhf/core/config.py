@@ -105,6 +105,9 @@ class ExternalSource:
     """Hub commit or tag to pin (a hub id alone is not reproducible); empty = latest."""
     max_rows: int = bounded(0, ge=0)
     """Rows read (the first ones, so quarantine row numbers stay the file's), count; 0 = all."""
+    eval_only: bool = False
+    """Prompts only: every prompt of this source goes to the eval split and none to training
+    (a benchmark such as MT-Bench); the eval split is then exactly these sources' prompts."""
 
 
 @dataclass(frozen=True)
@@ -639,6 +642,11 @@ def _check_cross_section(p: Params) -> None:
 
 
 def _check_external(p: Params) -> None:
+    for name, src in p.mix.external.items():
+        if src.eval_only:
+            raise ConfigError(
+                f"mix.external.{name}.eval_only: only prompt sources have an eval split"
+            )
     # Format names are checked by the registries that own them (formats.check_formats, called
     # by the stages that read the sources): importing them here made every stage depend on
     # every dataset adapter, so one adapter edit re-ran the whole pipeline.
@@ -663,6 +671,12 @@ def _check_external(p: Params) -> None:
         )
     if p.base.model_path and p.base.gguf_package:
         raise ConfigError("base: set at most one of model_path and gguf_package")
+    bench = p.rm_eval.benchmark
+    if bench and not Path(bench).is_relative_to(EXTERNAL_DIR):
+        raise ConfigError(
+            f"rm_eval.benchmark: {bench!r} must lie under {EXTERNAL_DIR}/, which rm_eval depends "
+            "on (elsewhere DVC would not see the file change)"
+        )
 
 
 # ---------------------------------------------------------------------------------------

@@ -35,7 +35,11 @@ def split_prompts(cfg: PromptsConfig, pool: pa.Table) -> tuple[pa.Table, dict[st
                 "source": r["source"],
                 "follow_ups": r.get("follow_ups"),
             }
-    unique = list(seen.values())
+    # Benchmarks (eval_only sources) make the eval split whole; the rest is cut into slices.
+    bench = {n for n, src in cfg.external.items() if src.eval_only}
+    unique = [r for r in seen.values() if r["source"] not in bench]
+    pinned = [{**r, "split": "eval"} for r in seen.values() if r["source"] in bench]
+    rows = [r for r in rows if r["source"] not in bench]
 
     def key(r: dict[str, Any]) -> str:
         return hashlib.sha1(f"{cfg.seed}:{r['prompt_id']}".encode()).hexdigest()
@@ -46,7 +50,7 @@ def split_prompts(cfg: PromptsConfig, pool: pa.Table) -> tuple[pa.Table, dict[st
     by_cat: dict[str, list[dict[str, Any]]] = {c: [] for c in sorted(drawn)}
     for r in sorted(unique, key=key):
         by_cat[r["category"]].append(r)
-    sizes = [("eval", cfg.eval_size)] + [
+    sizes = [("eval", 0 if bench else cfg.eval_size)] + [
         (train_split(i + 1), cfg.slice_size) for i in range(cfg.n_slices)
     ]
     quotas = {name: _quotas(size, drawn) for name, size in sizes}
@@ -65,10 +69,10 @@ def split_prompts(cfg: PromptsConfig, pool: pa.Table) -> tuple[pa.Table, dict[st
             i += quotas[name][c]
         for r in items[i:]:
             r["split"] = "reserve"
-    unique.sort(key=key)
+    unique = sorted(unique + pinned, key=key)
     table = pa.Table.from_pylist(unique, schema=PROMPTS)
     report = {
-        "pool_rows": len(rows),
+        "pool_rows": len(rows) + sum(1 for r in pool.column("source").to_pylist() if r in bench),
         "unique_prompts": len(unique),
         "duplicates_removed": len(rows) - len(unique),
         "splits": dict(sorted(Counter(r["split"] for r in unique).items())),
