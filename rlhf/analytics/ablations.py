@@ -46,6 +46,12 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "n_2": ({"generate.n": 2}, "2 samples per prompt instead of 8"),
     "temperature_0.7": ({"generate.temperature": 0.7}, "sampling temperature 0.7"),
     "best_random": ({"pairs.selection": "max_random"}, "best vs a random other response"),
+    # The paper's section 2 alternative to the BT RM as the loop's labeller: the pairwise
+    # preference model's round robin over the n samples (56 model calls per prompt at n = 8).
+    "ranker_preference_model": (
+        {"score.ranker": "preference_model"},
+        "the preference model ranks the n samples (round robin) instead of the reward model",
+    ),
     # Not an RLHF setting: SFT and the RM retrained with other seeds (so nothing after `base`
     # comes from the cache), to see whether the orderings survive their training noise.
     "replicate_sft_rm_seed_1": (
