@@ -206,6 +206,11 @@ class _Server:
                         self.send_response(500)
                         self.end_headers()
                         return
+                    if "BROKEN" in text:  # a 200 whose body is not a chat completion
+                        self.send_response(200)
+                        self.end_headers()
+                        self.wfile.write(b"<html>oops</html>")
+                        return
                     a = text.split("[The Start of Assistant A's Answer]")[1].split("[The End")[0]
                     reply = (
                         "no idea" if "GARBLE" in text else ("[[A]]" if "great" in a else "[[B]]")
@@ -250,10 +255,10 @@ def test_http_judge_verdicts_timeouts_malformed_replies_and_cache(server, tmp_pa
     )
     pairs = _crafted(12, 4)
     prompts = [p for p, _, _ in pairs] + [
-        [{"role": "user", "content": q}] for q in ("SLOW", "GARBLE", "FLAKY")
+        [{"role": "user", "content": q}] for q in ("SLOW", "GARBLE", "FLAKY", "BROKEN")
     ]
-    chosen = [c for _, c, _ in pairs] + ["great x", "great y", "great z"]
-    rejected = [r for _, _, r in pairs] + ["awful x", "awful y", "awful z"]
+    chosen = [c for _, c, _ in pairs] + ["great x", "great y", "great z", "great w"]
+    rejected = [r for _, _, r in pairs] + ["awful x", "awful y", "awful z", "awful w"]
     judge = LLMJudge(cfg)
     # The concurrency limit holds (measured by the server), and is used.
     judge.compare(prompts[:12], chosen[:12], rejected[:12])
@@ -265,14 +270,16 @@ def test_http_judge_verdicts_timeouts_malformed_replies_and_cache(server, tmp_pa
     assert comp.p_a[12] == 0.5 and comp.p_a[13] == 0.5
     assert judge.counts["error:timeout"] == 2  # both orders of SLOW, after their retry
     assert judge.counts["malformed"] == 2
+    assert comp.p_a[15] == 0.5 and judge.counts["error:bad_reply"] == 2
     assert judge.counts["cached"] == 24  # the first call's verdicts were not asked again
-    # A second judge over the same cache asks again only what failed (the timeouts).
+    # A second judge over the same cache asks again only what failed (the timeouts and the
+    # unreadable bodies); readable replies, verdict or not, are served from the cache.
     asked = server.requests
     again = LLMJudge(cfg)
     comp2 = again.compare(prompts, chosen, rejected)
     assert np.array_equal(comp2.p_a, comp.p_a)
-    assert again.counts["asked"] == 2
-    assert server.requests - asked == 2 * (cfg.retries + 1)
+    assert again.counts["asked"] == 4
+    assert server.requests - asked == 2 * (cfg.retries + 1) + 2
 
 
 def test_verdict_parsing_and_template_filling():

@@ -103,7 +103,9 @@ class HTTPBackend:
             except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
                 why = "timeout" if "timed out" in str(e) else "connection"
             except (ValueError, KeyError, IndexError, TypeError):
-                return None, "ok"  # a reply, but not a chat completion: malformed, counted
+                # A body that is not a chat completion: counted, and not cached (a server
+                # glitch must not stick), so the next run asks again.
+                return None, "error:bad_reply"
         return None, f"error:{why}"
 
     def ask(self, prompts: list[str]) -> list[tuple[str | None, str]]:
