@@ -207,6 +207,8 @@ def test_rm_beats_chance_against_the_gold_judge(project):
         assert set(v["accuracy_by_section"]) == set(m["accuracy_by_section"])
     assert m["signals"]["reward_model"]["accuracy"]["mean"] == pytest.approx(acc, abs=1e-4)
     assert m["signals"]["llm"]["counts"]["verdicts"] >= 2 * n
+    # What came from the verdict cache is cost, not result: not in the (reproducible) output.
+    assert not {"asked", "cached"} & set(m["signals"]["llm"]["counts"])
     assert "Table 2" in (project / "reports/report.md").read_text()
     # Each of the ensemble's members is evaluated alone too.
     assert len(m["member_accuracy"]) == SMALL_LOOP["reward_model"]["ensemble"]

@@ -138,7 +138,13 @@ def _signal(cfg, judge, heldout: list[tuple], samples: list[tuple], gold, k: int
         "length_prompts": len(groups),
     }
     counts = getattr(judge, "counts", None)
-    return {**out, "counts": dict(sorted(counts.items()))} if counts is not None else out
+    if counts is None:
+        return out
+    # How many were asked and how many came from the cache is cost, not result: it depends on
+    # the cache a run finds, so it is printed, not written (the output stays reproducible).
+    print(f"{type(judge).__name__}: asked {counts['asked']}, cached {counts['cached']}")
+    kept = {k: v for k, v in sorted(counts.items()) if k not in ("asked", "cached")}
+    return {**out, "counts": kept}
 
 
 BENCHMARK_FIELDS = ("prompt", "chosen", "rejected")
