@@ -26,12 +26,29 @@ def _plt():
     return plt
 
 
+def _measured(df: pl.DataFrame, key: str) -> bool:
+    """Whether `key` has a finite value anywhere: a pairwise judge (preference model, LLM)
+    gives no pointwise score, so the gold columns are then absent or NaN."""
+    if key not in df.columns or df.height == 0:
+        return False
+    return bool(np.isfinite(df[key].cast(pl.Float64).to_numpy()).any())
+
+
+def _unmeasured(ax, label: str) -> None:
+    ax.set_title(label)
+    ax.text(0.5, 0.5, "no pointwise score\n(pairwise judge)", ha="center", va="center")
+    ax.set_axis_off()
+
+
 def fig_policies(data: ReportData, out: Path) -> Path:
     plt = _plt()
     df = data.policies
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.8))
     x = np.arange(df.height)
     for ax, (key, label) in zip(axes, METRICS, strict=True):
+        if not _measured(df, key):
+            _unmeasured(ax, label)
+            continue
         mean = df[key].to_numpy()
         err = np.stack([mean - df[f"{key}_lo"].to_numpy(), df[f"{key}_hi"].to_numpy() - mean])
         colors = [
@@ -68,6 +85,9 @@ def fig_trajectories(data: ReportData, params: Params, out: Path) -> Path:
         ("gold reward", "win-rate vs SFT", "length (words)"),
         strict=True,
     ):
+        if not _measured(ps, key):
+            _unmeasured(ax, label)
+            continue
         for seed in sorted(ps["seed"].unique().to_list()):
             s = ps.filter(pl.col("seed") == seed)
             ys = [s.filter(pl.col("policy") == p)[key].to_list() for p in order]
@@ -99,6 +119,9 @@ def fig_overoptimisation(data: ReportData, out: Path) -> Path:
     for ax, key, label in zip(
         axes, ("gold_mean", "proxy_mean"), ("gold reward", "proxy (RM) reward"), strict=True
     ):
+        if not _measured(df, key):
+            _unmeasured(ax, label)
+            continue
         y = df[key].to_numpy()
         err = np.stack([y - df[f"{key}_lo"].to_numpy(), df[f"{key}_hi"].to_numpy() - y])
         ax.errorbar(x, y, yerr=err, fmt="none", ecolor="#999", capsize=3)
