@@ -6,7 +6,7 @@ interval over seeds and prompts. A replicated policy is
 evaluated per seed (`<policy>/seed_<s>`); a shared one (SFT) once per seed's sampling seed."""
 
 import pyarrow as pa
-from _common import Timer, params_or_exit, parser
+from _common import Timer, config_errors_exit, params_or_exit, parser
 
 from rlhf.core import paths
 from rlhf.core.io import write_json
@@ -44,7 +44,7 @@ def main() -> None:
     cfg = params.evaluate
     prompts = read_split(args.prompts, "eval")
     base = read_table("evaluations", args.baseline) if args.baseline else None
-    with Timer(f"evaluate@{args.name}"):
+    with config_errors_exit(), Timer(f"evaluate@{args.name}"):
         ev = pa.concat_tables(
             evaluate_policy(
                 cfg,

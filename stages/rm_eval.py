@@ -3,7 +3,7 @@ preference model and the LLM-as-judge against the gold judge per section, with t
 and position bias; every signal also on a RewardBench-style file when rm_eval.benchmark names
 one."""
 
-from _common import Timer, params_or_exit, parser
+from _common import Timer, config_errors_exit, params_or_exit, parser
 
 from rlhf.core import paths
 from rlhf.core.io import write_json
@@ -21,7 +21,7 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     cfg, llm = params.rm_eval, params.evaluate.llm
-    with Timer("rm_eval"):
+    with config_errors_exit(), Timer("rm_eval"):
         if params.evaluate.judge == "gold":
             prompts = read_split(args.prompts, "eval")
             metrics = rm_eval(cfg, args.rm, prompts, args.pm, llm)

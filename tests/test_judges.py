@@ -15,7 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 
-from rlhf.core.config import LLMJudgeConfig, PairsConfig, PreferenceModelConfig, TrainConfig
+from rlhf.core.config import (
+    ConfigError,
+    LLMJudgeConfig,
+    PairsConfig,
+    PreferenceModelConfig,
+    TrainConfig,
+)
 from rlhf.models.checkpoints import save_model, tiny_llama, train_tokenizer
 from rlhf.models.preference import Comparison, PreferenceModel
 from rlhf.models.reward import run_preference_model
@@ -351,19 +357,56 @@ def test_pairwise_evaluation_with_follow_up_turns(crafted_pm, tmp_path):
 
 
 def test_local_llm_judge_counts_unreadable_verdicts_and_caches(crafted_pm, tmp_path):
-    cfg = LLMJudgeConfig(model=str(crafted_pm), max_new_tokens=3, cache=str(tmp_path / "c.sqlite"))
+    # A template short enough for the tiny model's 256 positions.
+    short = tmp_path / "short.txt"
+    short.write_text("{question}\nA: {answer_a}\nB: {answer_b}\nBetter, [[A]] or [[B]]?")
+    cfg = LLMJudgeConfig(
+        model=str(crafted_pm),
+        max_new_tokens=3,
+        template=str(short),
+        cache=str(tmp_path / "c.sqlite"),
+    )
     pairs = _crafted(5, 6)
     args = ([p for p, _, _ in pairs], [c for _, c, _ in pairs], [r for _, _, r in pairs])
     judge = LLMJudge(cfg)
     comp = judge.compare(*args)
     # A model never taught the template writes no [[A]]/[[B]]: ties, each one counted.
     unread = judge.counts["malformed"]
+    assert unread > 0 and "error:too_long" not in judge.counts
     assert unread == judge.counts["verdicts"] - int(
         (comp.p_a_first != 0.5).sum() + (comp.p_b_first != 0.5).sum()
     )
     again = LLMJudge(cfg)
     again.compare(*args)
     assert again.counts["asked"] == 0 and again.counts["cached"] == 10
+
+
+def test_local_llm_judge_refuses_prompts_longer_than_its_context(crafted_pm, tmp_path, capsys):
+    # The default MT-Bench-style template is longer than the tiny model's 256 positions: the
+    # model is not asked (it would read past its last trained position), every question is
+    # counted as too long and scored as a tie, and nothing is cached, so a judge with a longer
+    # context asks them all.
+    cfg = LLMJudgeConfig(model=str(crafted_pm), max_new_tokens=3, cache=str(tmp_path / "c.sqlite"))
+    pairs = _crafted(4, 8)
+    args = ([p for p, _, _ in pairs], [c for _, c, _ in pairs], [r for _, _, r in pairs])
+    judge = LLMJudge(cfg)
+    comp = judge.compare(*args)
+    assert judge.counts["error:too_long"] == judge.counts["verdicts"] == 8
+    assert judge.counts["malformed"] == 0
+    assert list(comp.p_a) == [0.5] * 4
+    assert "do not fit the judge's 256 positions" in capsys.readouterr().out
+    again = LLMJudge(cfg)
+    again.compare(*args)
+    assert again.counts["cached"] == 0 and again.counts["error:too_long"] == 8
+
+
+def test_llm_judge_template_without_its_fields_is_a_config_error(crafted_pm, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Which is better? {answer_a} or {answer_b}")
+    with pytest.raises(ConfigError, match=r"bad.txt: lacks \{question\}"):
+        LLMJudge(LLMJudgeConfig(model=str(crafted_pm), template=str(bad)))
+    with pytest.raises(ConfigError, match="no such file"):
+        LLMJudge(LLMJudgeConfig(model=str(crafted_pm), template=str(tmp_path / "none.txt")))
 
 
 def test_benchmark_file_per_subset_with_bad_rows_quarantined(crafted_pm, tmp_path):

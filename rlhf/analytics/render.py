@@ -60,6 +60,10 @@ def _iv(d: dict[str, float] | None) -> str:
     return "" if not d else f"{d['mean']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
 
 
+def _unread(counts: dict[str, int]) -> int:
+    return counts.get("malformed", 0) + sum(v for k, v in counts.items() if k.startswith("error:"))
+
+
 def table2_markdown(rm: dict[str, Any]) -> str:
     """The paper's Table 2 from reports/rm_eval.json: each signal's accuracy against gold per
     section, with its position and length bias; then a user's benchmark file, per subset."""
@@ -78,9 +82,7 @@ def table2_markdown(rm: dict[str, Any]) -> str:
                 "first": v["first_position_rate"],
                 "len": v["length_corr"],
                 "gold": v["length_corr_gold"],
-                "unread": f"{counts.get('malformed', 0)} of {counts.get('verdicts', '?')}"
-                if counts
-                else "",
+                "unread": f"{_unread(counts)} of {counts.get('verdicts', '?')}" if counts else "",
             }
         )
     any_signal = next(iter(sig.values()))
@@ -93,8 +95,9 @@ def table2_markdown(rm: dict[str, Any]) -> str:
         "*First-position rate*: share of one-order verdicts that pick the response shown first "
         "(0.5 = no position bias). *Length r*: mean per-prompt Pearson r between a response's "
         f"length and its round-robin score over {any_signal['length_prompts']} "
-        "prompts' samples (gold's r on the same samples beside it). *Unread*: verdicts without "
-        "[[A]]/[[B]]/[[C]].\n\n"
+        "prompts' samples (gold's r on the same samples beside it). *Unread*: replies without "
+        "[[A]]/[[B]]/[[C]], and questions not answered (a failed request; a prompt longer than "
+        "a local judge's context: `error:too_long`), each scored as a tie.\n\n"
         + _md_table(
             bias,
             [

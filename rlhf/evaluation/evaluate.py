@@ -3,6 +3,7 @@ imported here and nowhere in training."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ def evaluate_policy(
     wins = _pairwise(cfg, rows, [["\n\n".join(a) for a in per_row] for per_row in answers],
                      seed, rm_dir, pm_dir, baseline)  # fmt: skip
     proxy = (
-        RewardScorer(rm_dir).score(prompts_flat, last, desc="proxy (RM)").tolist()
+        _scorer(rm_dir).score(prompts_flat, last, desc="proxy (RM)").tolist()
         if rm_dir is not None
         else [None] * len(flat)
     )
@@ -161,6 +162,19 @@ def evaluate_policy(
     return pa.Table.from_pylist(table, schema=EVALUATIONS)
 
 
+# One per process: a stage evaluates every seed of a policy with the same judge and reward
+# model, so each is loaded (and a verdict cache opened) once, not once per seed.
+@functools.cache
+def _scorer(rm_dir: str | Path) -> RewardScorer:
+    return RewardScorer(rm_dir)
+
+
+@functools.cache
+def _judge(name: str, rm_dir, pm_dir, llm):
+    scorer = _scorer(rm_dir) if name == "reward_model" and rm_dir is not None else None
+    return pairwise_judge(name, rm_dir, pm_dir, llm, scorer)
+
+
 def _turns(answers: list[str], follow_ups: list[str]) -> list[dict]:
     """The conversation after the first prompt up to the last user turn: each earlier answer
     followed by the next scripted question."""
@@ -195,7 +209,7 @@ def _pairwise(cfg, rows, outs, seed, rm_dir, pm_dir, baseline):
         for _ in g
     ]
     mine = [t for g in outs for t in g]
-    judge_ = pairwise_judge(cfg.judge, rm_dir, pm_dir, cfg.llm)
+    judge_ = _judge(cfg.judge, rm_dir, pm_dir, cfg.llm)
     c = judge_.compare(ctx, mine, [base[k] for k in keys], desc=f"{cfg.judge} vs baseline")
     return iter(c.p_a.tolist())
 

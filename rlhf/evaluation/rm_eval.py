@@ -66,7 +66,7 @@ def rm_eval(
     gold = np.array([judge(s[0]["messages"][-1]["content"], s[1]).gold for s in samples])
     lengths = np.array([len(s[1]) for s in samples], dtype=float)
     k = cfg.samples_per_prompt
-    judges = {name: pairwise_judge(name, rm_dir, pm_dir, llm) for name in cfg.signals}
+    judges = {name: pairwise_judge(name, rm_dir, pm_dir, llm, scorer) for name in cfg.signals}
     signals = {
         name: _signal(cfg, judge, heldout, samples[: k * cfg.round_robin_prompts], gold, k)
         for name, judge in judges.items()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhf.core.config import LLMJudgeConfig
+from rlhf.core.config import ConfigError, LLMJudgeConfig
 from rlhf.core.shards import digest, tree_fingerprint
 from rlhf.models.preference import Comparison, PreferenceModel, context_text
 
@@ -114,7 +114,10 @@ class HTTPBackend:
 
 
 class LocalBackend:
-    """Greedy replies of a local Hugging Face causal LM (batched generate)."""
+    """Greedy replies of a local Hugging Face causal LM (batched generate). A prompt that
+    does not fit the model's context with room for the reply is not asked: the model would read
+    past its last trained position (rotary positions run on silently) and write noise; it is
+    counted as `error:too_long` and scored as a tie."""
 
     def __init__(self, cfg: LLMJudgeConfig, batch_prompts: int = 16):
         from rlhf.online.generation import HFBackend, Sampling
@@ -122,20 +125,45 @@ class LocalBackend:
         self.backend = HFBackend(cfg.model, batch_prompts)
         self.sampling = Sampling(1, 0.0, 1.0, 0, cfg.max_new_tokens, 0)
         self.identity = f"hf:{tree_fingerprint(cfg.model)}:{cfg.max_new_tokens}"
+        self.context = getattr(self.backend.model.config, "max_position_embeddings", None)
 
     def ask(self, prompts: list[str]) -> list[tuple[str | None, str]]:
+        from rlhf.online.generation import render_prompts
+
+        if not prompts:
+            return []
         msgs = [[{"role": "user", "content": p}] for p in prompts]
-        outs = self.backend.generate(msgs, self.sampling, desc="llm judge")
-        return [(o[0].text, "ok") for o in outs]
+        tok = self.backend.tok
+        sizes = [
+            len(ids)
+            for ids in tok(render_prompts(tok, msgs), add_special_tokens=False)["input_ids"]
+        ]
+        room = self.context - self.sampling.max_new_tokens if self.context else None
+        fits = [room is None or n <= room for n in sizes]
+        if not all(fits):
+            print(
+                f"llm judge: {fits.count(False)} of {len(fits)} prompts do not fit the judge's "
+                f"{self.context} positions with {self.sampling.max_new_tokens} for the reply "
+                f"(longest {max(sizes)} tokens): not asked, counted as error:too_long (ties)"
+            )
+        asked = [m for m, ok in zip(msgs, fits, strict=True) if ok]
+        outs = iter(self.backend.generate(asked, self.sampling, desc="llm judge") if asked else [])
+        return [(next(outs)[0].text, "ok") if ok else (None, "error:too_long") for ok in fits]
 
 
 class LLMJudge:
     """Pairwise verdicts of an LLM, both orders, cached."""
 
     def __init__(self, cfg: LLMJudgeConfig):
+        if not Path(cfg.template).is_file():
+            raise ConfigError(f"evaluate.llm.template: {cfg.template}: no such file")
         self.template = Path(cfg.template).read_text()
-        if not all(f"{{{f}}}" in self.template for f in ("question", "answer_a", "answer_b")):
-            raise ValueError(f"{cfg.template}: needs {{question}}, {{answer_a}} and {{answer_b}}")
+        missing = [
+            f for f in ("question", "answer_a", "answer_b") if f"{{{f}}}" not in self.template
+        ]
+        if missing:
+            fields = ", ".join(f"{{{f}}}" for f in missing)
+            raise ConfigError(f"evaluate.llm.template: {cfg.template}: lacks {fields}")
         self.backend = HTTPBackend(cfg) if cfg.endpoint else LocalBackend(cfg)
         self.cache = VerdictCache(cfg.cache)
         self.counts: Counter[str] = Counter()
@@ -187,10 +215,10 @@ class RewardPairwise:
     """The Bradley-Terry reward model as a pairwise judge: P(a > b) = sigmoid(r_a - r_b), the
     model's own definition; it has no position, so its position bias is 0 by construction."""
 
-    def __init__(self, rm_dir: str | Path, batch_size: int = 64):
+    def __init__(self, rm_dir: str | Path, batch_size: int = 64, scorer=None):
         from rlhf.online.scoring import RewardScorer
 
-        self.scorer = RewardScorer(rm_dir, batch_size)
+        self.scorer = scorer or RewardScorer(rm_dir, batch_size)
 
     def compare(self, prompts, a, b, desc: str = "reward model") -> Comparison:
         r = self.scorer.score(list(prompts) * 2, list(a) + list(b), desc=desc).astype(np.float64)
@@ -203,13 +231,15 @@ def pairwise_judge(
     rm_dir: str | Path | None = None,
     pm_dir: str | Path | None = None,
     llm: LLMJudgeConfig | None = None,
+    scorer=None,
 ):
     """The registry of pairwise judges: reward_model, preference_model, llm; each has
-    .compare(prompts, a, b) -> Comparison."""
+    .compare(prompts, a, b) -> Comparison. `scorer`: an already loaded RewardScorer of
+    `rm_dir`, reused by the reward_model judge instead of loading the model again."""
     if name == "reward_model":
         if rm_dir is None:
             raise ValueError("the reward_model judge needs the reward model's folder")
-        return RewardPairwise(rm_dir)
+        return RewardPairwise(rm_dir, scorer=scorer)
     if name == "preference_model":
         if pm_dir is None:
             raise ValueError("the preference_model judge needs the preference model's folder")
