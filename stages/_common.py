@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 
@@ -21,16 +20,6 @@ def parser(description: str) -> argparse.ArgumentParser:
 def params_or_exit(path: str) -> Params:
     try:
         return load_params(path)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-
-
-@contextlib.contextmanager
-def config_errors_exit():
-    """A setting found wrong only when used (a judge template without its fields): one line
-    naming the key, exit 1, no traceback."""
-    try:
-        yield
     except ConfigError as e:
         sys.exit(f"error: {e}")
 

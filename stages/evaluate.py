@@ -5,10 +5,13 @@ length-controlled win-rate against SFT, length, per-section correctness, each wi
 interval over seeds and prompts. A replicated policy is
 evaluated per seed (`<policy>/seed_<s>`); a shared one (SFT) once per seed's sampling seed."""
 
+import sys
+
 import pyarrow as pa
-from _common import Timer, config_errors_exit, params_or_exit, parser
+from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
+from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table, write_table
 from rlhf.core.shards import clear
@@ -44,7 +47,7 @@ def main() -> None:
     cfg = params.evaluate
     prompts = read_split(args.prompts, "eval")
     base = read_table("evaluations", args.baseline) if args.baseline else None
-    with config_errors_exit(), Timer(f"evaluate@{args.name}"):
+    with Timer(f"evaluate@{args.name}"):
         ev = pa.concat_tables(
             evaluate_policy(
                 cfg,
@@ -67,4 +70,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:  # a setting found wrong only when used: a judge template
+        sys.exit(f"error: {e}")

@@ -3,9 +3,12 @@ preference model and the LLM-as-judge against the gold judge per section, with t
 and position bias; every signal also on a RewardBench-style file when rm_eval.benchmark names
 one."""
 
-from _common import Timer, config_errors_exit, params_or_exit, parser
+import sys
+
+from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
+from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
 from rlhf.evaluation.rm_eval import benchmark, rm_eval
 from rlhf.online.judges import pairwise_judge
@@ -21,7 +24,7 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     cfg, llm = params.rm_eval, params.evaluate.llm
-    with config_errors_exit(), Timer("rm_eval"):
+    with Timer("rm_eval"):
         if params.evaluate.judge == "gold":
             prompts = read_split(args.prompts, "eval")
             metrics = rm_eval(cfg, args.rm, prompts, args.pm, llm)
@@ -39,4 +42,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:  # a setting found wrong only when used: a judge template
+        sys.exit(f"error: {e}")
