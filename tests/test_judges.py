@@ -388,16 +388,17 @@ def test_local_llm_judge_refuses_prompts_longer_than_its_context(crafted_pm, tmp
     # context asks them all.
     cfg = LLMJudgeConfig(model=str(crafted_pm), max_new_tokens=3, cache=str(tmp_path / "c.sqlite"))
     pairs = _crafted(4, 8)
+    pairs.append(pairs[0])  # a question asked twice in one call is counted twice
     args = ([p for p, _, _ in pairs], [c for _, c, _ in pairs], [r for _, _, r in pairs])
     judge = LLMJudge(cfg)
     comp = judge.compare(*args)
-    assert judge.counts["error:too_long"] == judge.counts["verdicts"] == 8
+    assert judge.counts["error:too_long"] == judge.counts["verdicts"] == 10
     assert judge.counts["malformed"] == 0
-    assert list(comp.p_a) == [0.5] * 4
+    assert list(comp.p_a) == [0.5] * 5
     assert "do not fit the judge's 256 positions" in capsys.readouterr().out
     again = LLMJudge(cfg)
     again.compare(*args)
-    assert again.counts["cached"] == 0 and again.counts["error:too_long"] == 8
+    assert again.counts["cached"] == 0 and again.counts["error:too_long"] == 10
 
 
 def test_llm_judge_template_without_its_fields_is_a_config_error(crafted_pm, tmp_path):

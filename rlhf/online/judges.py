@@ -181,19 +181,22 @@ class LLMJudge:
         self.counts["cached"] += len(keys) - sum(1 for k in keys if k not in replies)
         self.counts["asked"] += len(todo)
         fresh: dict[str, str] = {}
+        failed: dict[str, str] = {}
         for (k, _), (reply, outcome) in zip(
             todo, self.backend.ask([t for _, t in todo]), strict=True
         ):
             if outcome == "ok":
                 fresh[k] = reply or ""  # a failed request is not cached: the next run asks again
             else:
-                self.counts[outcome] += 1
+                failed[k] = outcome
         self.cache.put(fresh)
         replies.update(fresh)
         out = []
-        for k in keys:
+        for k in keys:  # counted per verdict: a question asked twice in one call fails twice
             v = parse_verdict(replies.get(k)) if k in replies else None
-            if k in replies and v is None:
+            if k in failed:
+                self.counts[failed[k]] += 1
+            elif v is None:
                 self.counts["malformed"] += 1
             if v == "C":
                 self.counts["ties"] += 1
