@@ -77,10 +77,12 @@ def _metrics(wr, length):
     }
 
 
-def _commit(root, params, final_wr, length):
+def _commit(root, params, final_wr, length, rm_eval=None):
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "reports/eval").mkdir(parents=True, exist_ok=True)
     (root / "reports/eval/iter_1.json").write_text(json.dumps(_metrics(final_wr, length)))
+    if rm_eval is not None:
+        (root / "reports/rm_eval.json").write_text(json.dumps(rm_eval))
     subprocess.run(["git", "add", "-A"], cwd=root, check=True, env=ENV)
     subprocess.run(["git", "commit", "-qm", "x"], cwd=root, check=True, env=ENV)
     return subprocess.run(
@@ -91,7 +93,8 @@ def _commit(root, params, final_wr, length):
 def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
     params = _params(seeds=[0, 1])
-    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.02}), 0.61, 9.0)
+    rm = {"accuracy": 0.7, "length_reward_corr_rm": 0.2, "length_reward_corr_gold": -0.1, "n": 5}
+    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.02}), 0.61, 9.0, rm)
     # DVC keeps each experiment as a commit under refs/exps/<baseline>/<name>.
     subprocess.run(
         ["git", "update-ref", "refs/exps/ab/cdef/abl-length_penalty", exp],
@@ -107,6 +110,8 @@ def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     assert runs["length_penalty"]["rev"] == "refs/exps/ab/cdef/abl-length_penalty"
     assert runs["length_penalty"]["change"] == "score.length_penalty=0.02"
     assert runs["length_penalty"]["seeds"] == 2
+    # The run's own RM: its Table 2 accuracy and length preference beside gold's, nothing more.
+    assert runs["length_penalty"]["rm_eval"] == {k: rm[k] for k in rm if k != "n"}
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
     assert [r["ablation"] for r in saved["runs"]] == ["baseline", "length_penalty"]
     assert saved["stale"] == []

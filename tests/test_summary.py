@@ -125,3 +125,39 @@ def test_the_report_takes_the_judge_from_the_evaluations_not_from_params(tmp_pat
     f.write_text(json.dumps({**json.loads(f.read_text()), "judge": "gold"}))
     with pytest.raises(ValueError, match="different judges"):
         build_report(params, tmp_path)
+
+
+def test_length_claims_cite_the_verbose_annotator_ablations(tmp_path):
+    from rlhf.analytics.ablations import fingerprint
+
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
+    (tmp_path / paths.RM_EVAL).write_text(
+        json.dumps({"length_reward_corr_rm": -0.12, "length_reward_corr_gold": -0.17})
+    )
+
+    def run(name, length, lc, rm_r=None):
+        final = {**metrics(0.6, lc + 0.02, length), "lc_win_rate_vs_sft": iv(lc, 0.02)}
+        rm = {"length_reward_corr_rm": rm_r, "length_reward_corr_gold": -0.16} if rm_r else {}
+        return {"ablation": name, "change": "x", "seeds": 1, "final": final, "rm_eval": rm}
+
+    runs = [
+        run("baseline", 10.7, 0.545),
+        run("length_penalty", 8.4, 0.527),  # shorter, LC lower: the claim fails
+        run("verbose_annotators", 14.0, 0.50, rm_r=0.21),
+        run("verbose_annotators_length_penalty", 11.0, 0.53),
+    ]
+    (tmp_path / paths.ABLATIONS).write_text(
+        json.dumps({"params_fingerprint": fingerprint(params), "runs": runs, "stale": []})
+    )
+    data = build_report(params, tmp_path)
+    claims = {c.text.split(" (")[0].split(":")[0]: c for c in data.claims}
+    penalty = claims[
+        "A length penalty makes answers shorter and raises the length-controlled win-rate"
+    ]
+    # The default-world pair decides the claim; the verbose pair is not mistaken for it...
+    assert penalty.holds is False and "length 8.4 vs 10.7 words" in penalty.evidence
+    # ...but is cited in the explanation, measured.
+    assert "verbose_annotators, 1 seed(s)) the penalty gives 11.0 against 14.0 words" in penalty.why
+    assert "LC win-rate of 0.530 against 0.500" in penalty.why
+    md = (tmp_path / paths.REPORT_MD).read_text()
+    assert "| 0.210 (-0.160) |" in md  # the RM's length r beside gold's in the ablation table

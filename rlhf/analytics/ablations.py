@@ -52,6 +52,24 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"score.ranker": "preference_model"},
         "the preference model ranks the n samples (round robin) instead of the reward model",
     ),
+    # The paper's length story needs annotators who prefer long answers. This world's gold
+    # judge prefers concise ones and only the UltraFeedback-like AI rater has a verbosity bias
+    # (2.4 K of 29 K mix pairs): the default RM barely rewards length. Here the rater's bias is
+    # 2.5x and it rates 3x the prompts (7.5 K of 34 K pairs; chosen answers then average 18.8
+    # words against 17.8 for rejected, instead of 17.9 vs 19.2), then the same with the
+    # length penalty: whether the RM learns the bias, and whether the penalty undoes it.
+    "verbose_annotators": (
+        {"world.verbosity_bias": 0.03, "world.sizes.ultrafeedback": 8100},
+        "the AI rater's verbosity bias 0.03 per word (not 0.012) on 8100 prompts (not 2700)",
+    ),
+    "verbose_annotators_length_penalty": (
+        {
+            "world.verbosity_bias": 0.03,
+            "world.sizes.ultrafeedback": 8100,
+            "score.length_penalty": 0.02,
+        },
+        "verbose_annotators with the length penalty (0.02 per character)",
+    ),
     # Not an RLHF setting: SFT and the RM retrained with other seeds (so nothing after `base`
     # comes from the cache), to see whether the orderings survive their training noise.
     "replicate_sft_rm_seed_1": (
@@ -82,6 +100,7 @@ PREFIX = "abl-"
 UNFINGERPRINTED = ("report.", "compute.", "generate.shard_prompts", "score.shard_rows")
 
 
+RM_EVAL_KEYS = ("accuracy", "length_reward_corr_rm", "length_reward_corr_gold")
 BASELINE = "baseline"  # the committed params, re-run only when --seeds differs from them
 
 
@@ -175,6 +194,8 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
             policies[p] = json.loads(text)
     if not iters or iters[-1] not in policies:
         return None
+    rm_text = read(paths.RM_EVAL.as_posix())
+    rm = json.loads(rm_text) if rm_text else {}
     return {
         "ablation": name,
         "change": change,
@@ -190,6 +211,8 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
         "policies": {
             p: {k: m[k] for k in ("gold_mean", "win_rate_vs_sft")} for p, m in policies.items()
         },
+        # The run's RM on Table 2's written samples: its length preference beside gold's.
+        "rm_eval": {k: rm[k] for k in RM_EVAL_KEYS if k in rm},
     }
 
 

@@ -81,7 +81,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
             )
             for c in claims
         ]
-    lp = _ablations_changing(data, "score.length_penalty")
+    lp = [a for a in data.ablations if set(_changes(a)) == {"score.length_penalty"}]
     base = [a for a in data.ablations if a.get("ablation") == ablations_lib.BASELINE]
     if lp and base:
         a, b = lp[0]["final"], base[0]["final"]
@@ -228,7 +228,34 @@ def _why_no_length_bias(data: ReportData) -> str | None:
             + ": the RM learns the labels' length preference, which here is weaker than "
             "gold's brevity preference, not stronger"
         )
+    verbose = _verbose(data, with_penalty=False)
+    rm = (verbose or {}).get("rm_eval") or {}
+    own = data.rm_eval or {}
+    if rm.get("length_reward_corr_rm") is not None and own.get("length_reward_corr_rm") is not None:
+        more = rm["length_reward_corr_rm"] > rm["length_reward_corr_gold"]
+        parts.append(
+            f"with annotators who prefer length ({verbose['ablation']}: {verbose['change']}), "
+            f"the RM's per-prompt length r on Table 2's written samples is "
+            f"{rm['length_reward_corr_rm']:.3f} against gold's {rm['length_reward_corr_gold']:.3f} "
+            f"(this run's RM: {own['length_reward_corr_rm']:.3f} against "
+            f"{own['length_reward_corr_gold']:.3f}): "
+            + (
+                "there the RM rewards length more than gold, as in the paper"
+                if more
+                else "even there the RM does not reward length more than gold"
+            )
+        )
     return "; ".join(parts) or None
+
+
+def _verbose(data: ReportData, with_penalty: bool) -> dict[str, Any] | None:
+    """The collected run in a world whose annotators prefer length (world.verbosity_bias
+    changed), with or without the length penalty."""
+    for a in data.ablations:
+        keys = set(_changes(a))
+        if "world.verbosity_bias" in keys and ("score.length_penalty" in keys) == with_penalty:
+            return a
+    return None
 
 
 def _why_penalty(data: ReportData, lp: dict[str, Any], base: dict[str, Any]) -> str | None:
@@ -246,5 +273,15 @@ def _why_penalty(data: ReportData, lp: dict[str, Any], base: dict[str, Any]) -> 
             "and the length-controlled win-rate, which removes exactly that credit, does not "
             "rise: a length penalty helps where the RM over-rewards length, which this run's RM "
             "does not"
+        )
+    v, vp = _verbose(data, with_penalty=False), _verbose(data, with_penalty=True)
+    if v and vp and v.get("seeds") == vp.get("seeds"):
+        a, b = vp["final"], v["final"]
+        parts.append(
+            f"with annotators who prefer length ({v['ablation']}, {v.get('seeds')} seed(s)) the "
+            f"penalty gives {a['mean_length_words']['mean']:.1f} against "
+            f"{b['mean_length_words']['mean']:.1f} words and an LC win-rate of "
+            f"{a['lc_win_rate_vs_sft']['mean']:.3f} against {b['lc_win_rate_vs_sft']['mean']:.3f} "
+            f"(raw {a['win_rate_vs_sft']['mean']:.3f} against {b['win_rate_vs_sft']['mean']:.3f})"
         )
     return "; ".join(parts)

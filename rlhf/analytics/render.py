@@ -194,9 +194,15 @@ def ablations_markdown(runs: list[dict[str, Any]]) -> str:
         off = a.get("policies", {}).get("offline_dpo", {}).get("win_rate_vs_sft")
         if isinstance(off, dict):
             rows[-1]["offline_win_rate"] = fmt_iv(off, 3)
+        rm = a.get("rm_eval") or {}
+        if rm.get("length_reward_corr_rm") is not None:
+            rows[-1]["rm_length_r"] = (
+                f"{rm['length_reward_corr_rm']:.3f} ({rm['length_reward_corr_gold']:.3f})"
+            )
     cols = [("ablation", "ablation"), ("change", "params changed"), ("seeds", "seeds")]
     cols += [(k, f"final iteration: {label}") for k, label in (*METRICS, DISTANCE[0])]
     cols += [("offline_win_rate", "offline DPO: win-rate vs SFT")]
+    cols += [("rm_length_r", "RM's length r (gold's), Table 2 samples")]
     return _md_table(rows, cols)
 
 
