@@ -89,7 +89,8 @@ def table2_markdown(rm: dict[str, Any]) -> str:
     text = (
         f"Accuracy against the gold judge on the same {rm['heldout_pairs']} held-out pairs (written "
         "by the offline sources' families), each pair judged in both orders and averaged; a tie "
-        "or an unreadable verdict counts half. 95% intervals resample prompts.\n\n"
+        f"or an unreadable verdict counts half. {rm.get('confidence', 0.95):.0%} intervals resample "
+        "prompts.\n\n"
         + _md_table(rows, [("signal", "signal"), ("all", "all"), *[(c, c) for c in sections]])
         + "\n\nBiases. *One order*: accuracy from the order shown first alone (before averaging). "
         "*First-position rate*: share of one-order verdicts that pick the response shown first "

@@ -352,6 +352,8 @@ class RMEvalConfig:
     JSONL) to score every signal on, per subset; empty = none."""
     bootstrap: int = bounded(1000, ge=100)
     """Bootstrap resamples (over prompts) of each accuracy's interval, count."""
+    confidence: float = bounded(0.95, gt=0.0, lt=1.0)
+    """Coverage of each accuracy's percentile interval, a fraction."""
 
 
 @dataclass(frozen=True)

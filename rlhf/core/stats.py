@@ -33,6 +33,13 @@ def _counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
     return counts
 
 
+def _percentile(point: float, stats: np.ndarray, confidence: float) -> Interval:
+    """`point` with the central `confidence` percentile interval of its bootstrap `stats`."""
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    return Interval(point, float(lo), float(hi))
+
+
 def bootstrap_mean(
     values: np.ndarray, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> Interval:
@@ -52,9 +59,7 @@ def bootstrap_mean(
     s, p = v.shape
     cs, cp = _counts(rng, s, n_boot), _counts(rng, p, n_boot)
     stats = np.einsum("bs,sp,bp->b", cs, v, cp) / (s * p)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return Interval(float(v.mean()), float(lo), float(hi))
+    return _percentile(float(v.mean()), stats, confidence)
 
 
 def length_controlled_win_rate(wins: np.ndarray, len_diff: np.ndarray) -> float:
@@ -99,9 +104,7 @@ def bootstrap_lc_win_rate(
     for b in range(n_boot):
         si, pi = rng.integers(0, s, s), rng.integers(0, p, p)
         stats[b] = length_controlled_win_rate(w[si][:, pi], d[si][:, pi])
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return Interval(length_controlled_win_rate(w, d), float(lo), float(hi))
+    return _percentile(length_controlled_win_rate(w, d), stats, confidence)
 
 
 def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
@@ -129,6 +132,4 @@ def bootstrap_clustered_mean(
     sums, sizes = np.bincount(idx, weights=v), np.bincount(idx).astype(float)
     counts = _counts(np.random.default_rng(seed), len(sums), n_boot)
     stats = (counts @ sums) / (counts @ sizes)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return Interval(float(v.mean()), float(lo), float(hi))
+    return _percentile(float(v.mean()), stats, confidence)

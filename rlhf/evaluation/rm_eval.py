@@ -88,6 +88,7 @@ def rm_eval(
         "length_reward_corr_rm": _mean_corr(lengths, rm, k),
         "length_reward_corr_gold": _mean_corr(lengths, gold, k),
         "signals": signals,
+        "confidence": cfg.confidence,
         **({"benchmark": bench} if bench is not None else {}),
     }
 
@@ -101,8 +102,18 @@ def _graded(p_a: np.ndarray, a_better: np.ndarray) -> np.ndarray:
 
 def _acc(cfg: RMEvalConfig, graded: np.ndarray, clusters: list[str]) -> dict[str, float]:
     return bootstrap_clustered_mean(
-        graded, np.array(clusters), cfg.bootstrap, 0.95, cfg.seed
+        graded, np.array(clusters), cfg.bootstrap, cfg.confidence, cfg.seed
     ).as_dict()
+
+
+def _by_group(
+    cfg: RMEvalConfig, graded: np.ndarray, clusters: list[str], groups: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """`_acc` within each group (a section, a benchmark subset), groups in sorted order."""
+    ids = np.array(clusters)
+    return {
+        str(g): _acc(cfg, graded[groups == g], list(ids[groups == g])) for g in sorted(set(groups))
+    }
 
 
 def _signal(cfg, judge, heldout: list[tuple], samples: list[tuple], gold, k: int) -> dict:
@@ -126,10 +137,7 @@ def _signal(cfg, judge, heldout: list[tuple], samples: list[tuple], gold, k: int
     lengths = np.array([len(s[1]) for s in samples], dtype=float)
     out = {
         "accuracy": _acc(cfg, both, ids),
-        "accuracy_by_section": {
-            str(sec): _acc(cfg, both[cats == sec], list(np.array(ids)[cats == sec]))
-            for sec in sorted(set(cats))
-        },
+        "accuracy_by_section": _by_group(cfg, both, ids, cats),
         "accuracy_one_order": _acc(cfg, one, ids),
         "position_bias": round(c.position_bias, 4),
         "first_position_rate": round(c.first_rate, 4),
@@ -186,10 +194,7 @@ def benchmark(cfg: RMEvalConfig, judges: dict) -> dict[str, Any]:
         graded = _graded(c.p_a, np.ones(len(good), dtype=bool))
         out[name] = {
             "accuracy": _acc(cfg, graded, ids),
-            "by_subset": {
-                str(s): _acc(cfg, graded[subsets == s], list(np.array(ids)[subsets == s]))
-                for s in sorted(set(subsets))
-            },
+            "by_subset": _by_group(cfg, graded, ids, subsets),
         }
     return out
 
