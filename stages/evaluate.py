@@ -15,7 +15,7 @@ from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table, write_table
 from rlhf.core.shards import clear
-from rlhf.evaluation.evaluate import evaluate_policy, policy_metrics
+from rlhf.evaluation.evaluate import EvalModels, evaluate_policy, policy_metrics
 from rlhf.prompts.splits import read_split
 
 
@@ -47,6 +47,7 @@ def main() -> None:
     cfg = params.evaluate
     prompts = read_split(args.prompts, "eval")
     base = read_table("evaluations", args.baseline) if args.baseline else None
+    models = EvalModels(cfg, args.rm, args.pm)  # loaded once for every seed
     with Timer(f"evaluate@{args.name}"):
         ev = pa.concat_tables(
             evaluate_policy(
@@ -59,6 +60,7 @@ def main() -> None:
                 args.sft or None,
                 pm_dir=args.pm,
                 baseline=base,
+                models=models,
             )
             for s in params.seeds
         )

@@ -322,9 +322,10 @@ def test_score_ranks_samples_with_the_preference_model(crafted_pm, tmp_path):
         assert block.min() >= 0.0 and block.max() <= 1.0
 
 
-def test_pairwise_evaluation_with_follow_up_turns(crafted_pm, tmp_path):
+def test_pairwise_evaluation_with_follow_up_turns(crafted_pm, tmp_path, monkeypatch):
     from rlhf.core.config import EvaluateConfig
-    from rlhf.evaluation.evaluate import evaluate_policy, policy_metrics
+    from rlhf.evaluation import evaluate as ev
+    from rlhf.evaluation.evaluate import EvalModels, evaluate_policy, policy_metrics
 
     prompts = pa.Table.from_pylist(
         [
@@ -343,7 +344,17 @@ def test_pairwise_evaluation_with_follow_up_turns(crafted_pm, tmp_path):
     )
     run = dict(workdir=tmp_path / "shards", pm_dir=crafted_pm)
     base = evaluate_policy(cfg, "base", crafted_pm, prompts, 0, **run)
-    same = evaluate_policy(cfg, "same", crafted_pm, prompts, 0, baseline=base, **run)
+    loads = []
+    real = ev.pairwise_judge
+    monkeypatch.setattr(ev, "pairwise_judge", lambda *a, **k: loads.append(a) or real(*a, **k))
+    models = EvalModels(cfg, pm_dir=crafted_pm)
+    same = evaluate_policy(cfg, "same", crafted_pm, prompts, 0, baseline=base, models=models, **run)
+    again = evaluate_policy(
+        cfg, "same", crafted_pm, prompts, 0, baseline=base, models=models, **run
+    )
+    # The judge a stage passes in is loaded once and serves every seed it evaluates.
+    assert len(loads) == 1
+    assert again.column("judge_win").to_pylist() == same.column("judge_win").to_pylist()
     # Common random numbers: the same policy gives the same answers to both turns...
     assert same.column("response").to_pylist() == base.column("response").to_pylist()
     # ...and a pairwise judge that averages both orders scores a response against itself 0.5.

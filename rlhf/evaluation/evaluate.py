@@ -71,6 +71,7 @@ def evaluate_policy(
     workdir: str | Path | None = None,
     pm_dir: str | Path | None = None,
     baseline: pa.Table | None = None,
+    models: EvalModels | None = None,
 ) -> pa.Table:
     """Responses of replicate `seed` of a policy to the eval prompts, judged by the gold judge
     or, under evaluate.judge=reward_model, scored by the reward model at `rm_dir` (a proxy);
@@ -84,7 +85,10 @@ def evaluate_policy(
 
     Every policy of a replicate is sampled with the same seed (common random numbers), so
     differences between policies are not differences of sampling luck.
+
+    `models`: the stage's EvalModels (of the same `rm_dir` and `pm_dir`), shared by its seeds.
     """
+    models = models or EvalModels(cfg, rm_dir, pm_dir)
     s = Sampling(
         cfg.samples_per_prompt,
         cfg.temperature,
@@ -112,9 +116,9 @@ def evaluate_policy(
     prompts_flat = [[*r["messages"], *_turns(a, r.get("follow_ups") or [])] for r, a in flat]
     last = [a[-1] for _, a in flat]
     wins = _pairwise(cfg, rows, [["\n\n".join(a) for a in per_row] for per_row in answers],
-                     seed, rm_dir, pm_dir, baseline)  # fmt: skip
+                     seed, models, baseline)  # fmt: skip
     proxy = (
-        _scorer(rm_dir).score(prompts_flat, last, desc="proxy (RM)").tolist()
+        models.scorer.score(prompts_flat, last, desc="proxy (RM)").tolist()
         if rm_dir is not None
         else [None] * len(flat)
     )
@@ -162,17 +166,21 @@ def evaluate_policy(
     return pa.Table.from_pylist(table, schema=EVALUATIONS)
 
 
-# One per process: a stage evaluates every seed of a policy with the same judge and reward
-# model, so each is loaded (and a verdict cache opened) once, not once per seed.
-@functools.cache
-def _scorer(rm_dir: str | Path) -> RewardScorer:
-    return RewardScorer(rm_dir)
+class EvalModels:
+    """The reward model and the pairwise judge of one evaluation: each loaded at first use,
+    then kept for every seed a stage evaluates (one object per stage run, so a model retrained
+    at the same path is never served from an earlier load)."""
 
+    def __init__(self, cfg: EvaluateConfig, rm_dir=None, pm_dir=None):
+        self.cfg, self.rm_dir, self.pm_dir = cfg, rm_dir, pm_dir
 
-@functools.cache
-def _judge(name: str, rm_dir, pm_dir, llm):
-    scorer = _scorer(rm_dir) if name == "reward_model" and rm_dir is not None else None
-    return pairwise_judge(name, rm_dir, pm_dir, llm, scorer)
+    @functools.cached_property
+    def scorer(self) -> RewardScorer:
+        return RewardScorer(self.rm_dir)
+
+    @functools.cached_property
+    def judge(self):
+        return pairwise_judge(self.cfg.judge, self.rm_dir, self.pm_dir, self.cfg.llm)
 
 
 def _turns(answers: list[str], follow_ups: list[str]) -> list[dict]:
@@ -184,7 +192,7 @@ def _turns(answers: list[str], follow_ups: list[str]) -> list[dict]:
     return out
 
 
-def _pairwise(cfg, rows, outs, seed, rm_dir, pm_dir, baseline):
+def _pairwise(cfg, rows, outs, seed, models: EvalModels, baseline):
     """Per response, P(it beats the baseline's response to the same prompt and sample) under a
     pairwise judge, both orders averaged; None under pointwise judges."""
     n = sum(len(g) for g in outs)
@@ -209,8 +217,7 @@ def _pairwise(cfg, rows, outs, seed, rm_dir, pm_dir, baseline):
         for _ in g
     ]
     mine = [t for g in outs for t in g]
-    judge_ = _judge(cfg.judge, rm_dir, pm_dir, cfg.llm)
-    c = judge_.compare(ctx, mine, [base[k] for k in keys], desc=f"{cfg.judge} vs baseline")
+    c = models.judge.compare(ctx, mine, [base[k] for k in keys], desc=f"{cfg.judge} vs baseline")
     return iter(c.p_a.tolist())
 
 
