@@ -276,12 +276,14 @@ def _why_penalty(data: ReportData, lp: dict[str, Any], base: dict[str, Any]) -> 
         )
     v, vp = _verbose(data, with_penalty=False), _verbose(data, with_penalty=True)
     if v and vp and v.get("seeds") == vp.get("seeds"):
-        a, b = vp["final"], v["final"]
+        with_lp, without = vp["final"], v["final"]
+
+        def both(key: str, digits: int) -> str:
+            return f"{with_lp[key]['mean']:.{digits}f} against {without[key]['mean']:.{digits}f}"
+
         parts.append(
             f"with annotators who prefer length ({v['ablation']}, {v.get('seeds')} seed(s)) the "
-            f"penalty gives {a['mean_length_words']['mean']:.1f} against "
-            f"{b['mean_length_words']['mean']:.1f} words and an LC win-rate of "
-            f"{a['lc_win_rate_vs_sft']['mean']:.3f} against {b['lc_win_rate_vs_sft']['mean']:.3f} "
-            f"(raw {a['win_rate_vs_sft']['mean']:.3f} against {b['win_rate_vs_sft']['mean']:.3f})"
+            f"penalty gives {both('mean_length_words', 1)} words and an LC win-rate of "
+            f"{both('lc_win_rate_vs_sft', 3)} (raw {both('win_rate_vs_sft', 3)})"
         )
     return "; ".join(parts)
