@@ -182,9 +182,12 @@ def test_round_robin_ranker_picks_best_and_worst_from_a_comparison_table():
 
 class _Server:
     """Chat completions that answer [[A]] when answer A says `great`, else [[B]]; questions
-    with SLOW time out, GARBLE gets a reply without a verdict, FLAKY fails with a 500 once."""
+    with SLOW time out, GARBLE gets a reply without a verdict, FLAKY fails with a 500 once.
+    With `key`, a request without `Authorization: Bearer <key>` gets a 401; with `fail`, every
+    request gets that status."""
 
-    def __init__(self):
+    def __init__(self, key: str | None = None, fail: int | None = None):
+        self.key, self.fail = key, fail
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -205,6 +208,11 @@ class _Server:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     time.sleep(0.05)
+                    auth = self.headers.get("Authorization")
+                    if server.fail or (server.key and auth != f"Bearer {server.key}"):
+                        self.send_response(server.fail or 401)
+                        self.end_headers()
+                        return
                     if "SLOW" in text:
                         time.sleep(1.5)
                     if "FLAKY" in text and text not in server.flaky_seen:
@@ -258,6 +266,7 @@ def test_http_judge_verdicts_timeouts_malformed_replies_and_cache(server, tmp_pa
         backoff_s=0.01,
         concurrency=3,
         cache=str(tmp_path / "cache.sqlite"),
+        max_failed_share=0.25,  # 6 of the second call's 32 verdicts fail, on purpose
     )
     pairs = _crafted(12, 4)
     prompts = [p for p, _, _ in pairs] + [
@@ -286,6 +295,139 @@ def test_http_judge_verdicts_timeouts_malformed_replies_and_cache(server, tmp_pa
     assert np.array_equal(comp2.p_a, comp.p_a)
     assert again.counts["asked"] == 4
     assert server.requests - asked == 2 * (cfg.retries + 1) + 2
+
+
+# --- A keyed endpoint, and one that fails: the stage stops with one line, never ties ------
+
+KEY = "sk-test-7f3a9c1e-written-nowhere"
+
+
+def _stage(tmp_path, server, *, key_env="", signals=("llm",), **llm):
+    """Run stages/rm_eval.py as DVC would, on a benchmark file judged by the endpoint judge
+    only (evaluate.judge is not gold: the benchmark branch); (process, its output file)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import REPO
+
+    bench = tmp_path / "data/external/bench.jsonl"
+    bench.parent.mkdir(parents=True)
+    bench.write_text(
+        "".join(
+            json.dumps({"prompt": p[0]["content"], "chosen": c, "rejected": r, "subset": "x"})
+            + "\n"
+            for p, c, r in _crafted(6, 5)
+        )
+    )
+    params = {
+        "rm_eval": {"signals": list(signals), "benchmark": "data/external/bench.jsonl"},
+        "evaluate": {
+            "judge": "llm",
+            "llm": {
+                "endpoint": server.url,
+                "api_model": "judge",
+                "api_key_env": key_env,
+                "template": str(REPO / "configs/judges/pairwise.txt"),
+                "cache": ".rlhf/judge_cache.sqlite",
+                "retries": 1,
+                "backoff_s": 0.01,
+                "concurrency": 3,
+                **llm,
+            },
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "reports/rm_eval.json"
+    r = subprocess.run(
+        [sys.executable, str(REPO / "stages/rm_eval.py"), "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return r, out
+
+
+def test_keyed_endpoint_gets_the_key_from_the_environment_and_no_file_holds_it(
+    tmp_path, monkeypatch
+):
+    s = _Server(key=KEY)
+    try:
+        monkeypatch.setenv("JUDGE_KEY", KEY)
+        r, out = _stage(tmp_path, s, key_env="JUDGE_KEY")
+    finally:
+        s.close()
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    llm = json.loads(out.read_text())["benchmark"]["llm"]
+    assert llm["accuracy"]["mean"] == 1.0  # every verdict was the server's, none a tie
+    # The key is in no file the stage wrote or read (params, cache, report, timings) nor in
+    # its output; the params name only the variable.
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert tmp_path / ".rlhf/judge_cache.sqlite" in files and out in files
+    assert [f for f in files if KEY.encode() in f.read_bytes()] == []
+    assert KEY not in r.stdout + r.stderr
+    assert "JUDGE_KEY" in (tmp_path / "params.yaml").read_text()
+
+
+def test_wrong_key_stops_at_once_with_one_line(tmp_path, monkeypatch):
+    s = _Server(key=KEY)
+    try:
+        monkeypatch.setenv("JUDGE_KEY", "sk-wrong")
+        r, out = _stage(tmp_path, s, key_env="JUDGE_KEY", retries=3)
+        # No retries, and no request starts after the first 401 (3 were in flight at once).
+        assert 1 <= s.requests <= 3, s.requests
+    finally:
+        s.close()
+    assert r.returncode != 0 and not out.exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "HTTP 401" in lines[0] and "$JUDGE_KEY" in lines[0], r.stderr
+    assert "sk-wrong" not in r.stdout + r.stderr
+
+
+def test_named_key_variable_that_is_not_set_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("JUDGE_KEY_UNSET", raising=False)
+    cfg = LLMJudgeConfig(
+        endpoint="http://127.0.0.1:9/v1", api_key_env="JUDGE_KEY_UNSET", cache=str(tmp_path / "c")
+    )
+    with pytest.raises(ConfigError, match="JUDGE_KEY_UNSET is not set"):
+        LLMJudge(cfg)
+
+
+def test_endpoint_failing_every_request_stops_the_stage_instead_of_writing_ties(tmp_path):
+    s = _Server(fail=503)
+    try:
+        r, out = _stage(tmp_path, s)
+    finally:
+        s.close()
+    assert r.returncode != 0 and not out.exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "12 of 12 verdicts" in lines[0] and "error:http_503 12" in lines[0], lines[0]
+    assert "max_failed_share" in lines[0]
+
+
+def test_failed_share_under_the_cap_is_kept_and_counted(server, tmp_path):
+    """One question without a verdict in 24 (2 of 48 verdicts, 4%) is under the default 5%:
+    a tie, counted; under a cap of 0 it stops the comparison."""
+    from rlhf.online.judges import JudgeFailed
+
+    pairs = _crafted(23, 6)
+    prompts = [p for p, _, _ in pairs] + [[{"role": "user", "content": "GARBLE"}]]
+    chosen = [c for _, c, _ in pairs] + ["great x"]
+    rejected = [r for _, _, r in pairs] + ["awful x"]
+    cfg = LLMJudgeConfig(
+        endpoint=server.url, api_model="judge", cache=str(tmp_path / "c.sqlite"), backoff_s=0.01
+    )
+    judge = LLMJudge(cfg)
+    comp = judge.compare(prompts, chosen, rejected)
+    assert comp.p_a[-1] == 0.5 and judge.counts["malformed"] == 2
+    strict = LLMJudge(
+        LLMJudgeConfig(**{**cfg.__dict__, "max_failed_share": 0.0, "cache": str(tmp_path / "d")})
+    )
+    with pytest.raises(JudgeFailed, match=r"2 of 48 verdicts .*\(malformed 2\)"):
+        strict.compare(prompts, chosen, rejected)
 
 
 def test_verdict_parsing_and_template_filling():

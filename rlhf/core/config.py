@@ -311,6 +311,18 @@ class LLMJudgeConfig:
     empty = the local model."""
     api_model: str = ""
     """Model name sent to the endpoint."""
+    api_key_env: str = ""
+    """Name of the environment variable holding the endpoint's API key, sent as
+    `Authorization: Bearer <key>`; empty = no key. The name, never the key: params.yaml and
+    dvc.lock are committed, and the verdict cache is keyed without it."""
+    max_failed_share: float = bounded(0.05, ge=0.0, le=1.0)
+    """Largest share of an endpoint judge's verdicts in one comparison that may fail (HTTP
+    error, connection, timeout, unreadable body, reply without a verdict) before the stage stops
+    with the error kinds and counts, a fraction. Why: a failed verdict scores as a tie, so a
+    down server or a wrong key would otherwise report win-rates of 0.5 measured by nobody; a
+    few failures of a real judge are normal. The local judge is not capped: its failures
+    (prompts longer than its context, replies without a verdict) are the same on every run and
+    reported in its counts; the default tiny SFT judge fails every one by construction."""
     template: str = "configs/judges/pairwise.txt"
     """Judge prompt with {question}, {answer_a} and {answer_b}; the verdict is [[A]], [[B]] or
     [[C]] (a tie), as in MT-Bench's pairwise template."""

@@ -10,8 +10,10 @@ and the retry/timeout/concurrency policy is what a user needs to see and test, n
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +32,23 @@ _FIELDS = re.compile(r"\{(question|answer_a|answer_b)\}")
 # What one verdict counts for the response shown first: A wins, B wins, tie; a reply without
 # a verdict (malformed) or a failed request counts as a tie, and is counted apart.
 _FIRST_WINS = {"A": 1.0, "B": 0.0, "C": 0.5}
+
+
+class JudgeFailed(ConfigError):
+    """The endpoint judge failed: it refused the key (401/403), or more than
+    evaluate.llm.max_failed_share of a comparison's verdicts failed. A ConfigError so that every
+    caller that turns a setting found wrong into one line (the stages) does the same here: the
+    remedy is a setting (the key, the endpoint, the cap) or the server, and the stage writes
+    nothing rather than ties."""
+
+
+def failed_kinds(counts: Counter) -> dict[str, int]:
+    """The kinds of verdicts that are not one: error:<why> and malformed, with their counts."""
+    return {
+        k: n
+        for k, n in sorted(counts.items())
+        if n and (k.startswith("error:") or k == "malformed")
+    }
 
 
 def parse_verdict(text: str | None) -> str | None:
@@ -72,7 +91,21 @@ class HTTPBackend:
     def __init__(self, cfg: LLMJudgeConfig):
         self.cfg = cfg
         self.url = cfg.endpoint.rstrip("/") + "/chat/completions"
+        # The key is not part of the identity: it does not change a verdict, and the identity
+        # is hashed into the cache's keys.
         self.identity = f"http:{cfg.endpoint}:{cfg.api_model}:{cfg.max_new_tokens}"
+        self.headers = {"Content-Type": "application/json"}
+        if cfg.api_key_env:
+            key = os.environ.get(cfg.api_key_env, "")
+            if not key:
+                raise ConfigError(
+                    f"evaluate.llm.api_key_env: the environment variable {cfg.api_key_env} is "
+                    "not set or empty: export it with the endpoint's API key"
+                )
+            self.headers["Authorization"] = f"Bearer {key}"
+        # Set by the first 401/403: no request starts after it (the key is wrong for all).
+        self.refused: int | None = None
+        self._stop = threading.Event()
 
     def _one(self, prompt: str) -> tuple[str | None, str]:
         """(reply text or None, outcome): ok, or error:<why> after the last retry."""
@@ -89,15 +122,19 @@ class HTTPBackend:
             if attempt:
                 time.sleep(wait)
                 wait *= 2
-            req = urllib.request.Request(
-                self.url, body, {"Content-Type": "application/json"}, method="POST"
-            )
+            if self._stop.is_set():
+                return None, "error:not_asked"  # after a 401/403: the stage stops
+            req = urllib.request.Request(self.url, body, self.headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as r:
                     reply = json.loads(r.read())
                 return reply["choices"][0]["message"]["content"], "ok"
             except urllib.error.HTTPError as e:
                 why = f"http_{e.code}"
+                if e.code in (401, 403):
+                    self.refused = e.code
+                    self._stop.set()
+                    break
                 if e.code < 500 and e.code != 429:
                     break  # the request itself is wrong: asking again cannot help
             except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
@@ -110,7 +147,20 @@ class HTTPBackend:
 
     def ask(self, prompts: list[str]) -> list[tuple[str | None, str]]:
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-            return list(pool.map(self._one, prompts))
+            out = list(pool.map(self._one, prompts))
+        if self.refused is not None:
+            env = self.cfg.api_key_env
+            check = (
+                f"check the key in ${env} (evaluate.llm.api_key_env)"
+                if env
+                else "it needs a key: set evaluate.llm.api_key_env to the name of the "
+                "environment variable holding it"
+            )
+            raise JudgeFailed(
+                f"llm judge: {self.cfg.endpoint} answered HTTP {self.refused} (not authorised): "
+                f"{check}; stopped without asking further"
+            )
+        return out
 
 
 class LocalBackend:
@@ -164,6 +214,7 @@ class LLMJudge:
         if missing:
             fields = ", ".join(f"{{{f}}}" for f in missing)
             raise ConfigError(f"evaluate.llm.template: {cfg.template}: lacks {fields}")
+        self.cfg = cfg
         self.backend = HTTPBackend(cfg) if cfg.endpoint else LocalBackend(cfg)
         self.cache = VerdictCache(cfg.cache)
         self.counts: Counter[str] = Counter()
@@ -206,11 +257,27 @@ class LLMJudge:
     def compare(
         self, prompts: list[list[dict]], a: list[str], b: list[str], desc: str = "llm judge"
     ) -> Comparison:
+        before = Counter(self.counts)
         first = self.verdicts(prompts, a, b)
         second = self.verdicts(prompts, b, a)
+        self._check_failures(self.counts - before)
         score = np.vectorize(lambda v: _FIRST_WINS.get(v, 0.5), otypes=[float])
         return Comparison(
             score(np.array(first, dtype=object)), score(np.array(second, dtype=object))
+        )
+
+    def _check_failures(self, counts: Counter) -> None:
+        """Stop when more than max_failed_share of this comparison's verdicts failed, for an
+        endpoint judge (see LLMJudgeConfig.max_failed_share: the local judge is not capped)."""
+        failed = failed_kinds(counts)
+        n, bad = counts["verdicts"], sum(failed.values())
+        if not self.cfg.endpoint or not n or bad <= self.cfg.max_failed_share * n:
+            return
+        kinds = ", ".join(f"{k} {v}" for k, v in failed.items())
+        raise JudgeFailed(
+            f"llm judge: {bad} of {n} verdicts from {self.cfg.endpoint} failed ({kinds}), more "
+            f"than evaluate.llm.max_failed_share = {self.cfg.max_failed_share}: stopped instead "
+            "of scoring them as ties"
         )
 
 
