@@ -6,6 +6,7 @@ rlhf sql --tables             # the views and the files behind them
 rlhf ablations list|run|collect
 rlhf share targets|push|pull --datasets|--models|--iteration ITER|--all [-r REMOTE]
 rlhf verify                   # re-hash every output against dvc.lock
+rlhf reproduce --check [STAGE ...]  # re-run in a scratch copy, compare with dvc.lock
 """
 
 from __future__ import annotations
@@ -345,6 +346,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    return _guard(_reproduce, args)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from rlhf import reproduce
+
+    res = reproduce.check(
+        args.root, args.stages, keep=args.keep, workdir=args.workdir, verbose=args.verbose
+    )
+    print(reproduce.format_report(res))
+    return res.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -440,6 +455,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument("--root", default=".", help="project directory (default: .)")
     v.set_defaults(func=cmd_verify)
+
+    from rlhf.reproduce import EXIT_CODES_HELP as REPRODUCE_EXIT_CODES
+
+    rp = sub.add_parser(
+        "reproduce",
+        help="re-run the pipeline (or some stages) in a scratch copy and compare with dvc.lock",
+        description="--check: copy the git-tracked files (uncommitted edits included) to a "
+        "scratch directory with a DVC cache of its own, re-run the whole pipeline there (as "
+        "long as `dvc repro`), or only the named stages with their upstream outputs copied "
+        "from your DVC cache, and compare every re-run output's md5 with dvc.lock; for "
+        "evaluation metrics that moved, whether the new value is inside the committed "
+        "interval. Your workspace, dvc.lock and cache are only read.",
+        epilog=REPRODUCE_EXIT_CODES,
+    )
+    rp.add_argument(
+        "--check", action="store_true", required=True, help="re-run and compare (required)"
+    )
+    rp.add_argument("stages", nargs="*", metavar="STAGE", help="only these (e.g. dpo@iter_1)")
+    rp.add_argument("--keep", action="store_true", help="keep the scratch copy")
+    rp.add_argument("--workdir", help="scratch directory (absent or empty, outside the project)")
+    rp.add_argument("--verbose", action="store_true", help="stream DVC's and the stages' output")
+    rp.add_argument("--root", default=".", help="project directory (default: .)")
+    rp.add_argument("--debug", action="store_true", help="show tracebacks")
+    rp.set_defaults(func=cmd_reproduce)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -8,7 +8,8 @@ from rlhf.deps import closure
 from .conftest import REPO
 
 # Lowest first: the subpackages of rlhf/ (README: the code tree); a module may import its own
-# layer and those below it. Top-level modules (cli, share, profiles, deps) are the tools on top.
+# layer and those below it. Top-level modules (cli, share, profiles, deps, reproduce) are the tools
+# on top.
 LAYERS = [
     ("core", "core"),
     ("world", "world"),
@@ -17,7 +18,7 @@ LAYERS = [
     ("online loop", "online"),
     ("evaluation", "evaluation"),
     ("analytics", "analytics"),
-    ("tools", "cli share profiles deps"),
+    ("tools", "cli share profiles deps reproduce"),
 ]
 LAYER = {m: i for i, (_, names) in enumerate(LAYERS) for m in names.split()}
 
