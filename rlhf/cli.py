@@ -95,12 +95,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
             buf = []
 
 
-EXIT_OK, EXIT_QUALITY, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_QUALITY, EXIT_USAGE, EXIT_UNREADABLE, EXIT_WRITE = 0, 1, 2, 3, 4
 """Exit codes of `rlhf convert` / `rlhf prompts` (README: "When conversion fails")."""
 EXIT_CODES_HELP = (
     "exit codes: 0 converted; 1 nothing kept, or defective rows over --max-quarantine; "
     "2 refused before reading (output is a directory, the input, or not .parquet/.jsonl/"
-    ".jsonl.gz); 3 input unreadable"
+    ".jsonl.gz); 3 input unreadable; 4 an output cannot be written (read-only folder, a parent "
+    "that is a file, disk full): the output and its quarantine are both unchanged"
 )
 
 
@@ -145,14 +146,16 @@ def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str
 
 def _guard(fn, args: argparse.Namespace) -> int:
     """One-line errors with meaningful exit codes; `--debug` shows the traceback instead."""
-    from rlhf.core.datafiles import DataError, UsageError
+    from rlhf.core.datafiles import DataError, UsageError, WriteError
 
     try:
         return fn(args)
-    except (UsageError, DataError, FileNotFoundError) as e:
+    except (UsageError, DataError, WriteError, FileNotFoundError) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, WriteError):
+            return EXIT_WRITE
         return EXIT_USAGE if isinstance(e, UsageError) else EXIT_UNREADABLE
 
 
@@ -169,7 +172,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from rlhf.core.datafiles import UsageError, check_outputs, load_rows, sibling, write_output
+    from rlhf.core.datafiles import UsageError, check_outputs, load_rows, sibling, write_outputs
     from rlhf.core.schemas import validate
     from rlhf.preferences.formats import FORMATS, convert_rows, sniff, to_output
 
@@ -204,22 +207,22 @@ def _convert(args: argparse.Namespace) -> int:
     out, lost = to_output(pa_table(res.pairs, "preferences"), args.to)
     if args.to == "standard":
         out = validate("preferences", out, args.output)
+    quarantined = validate("quarantine", pa_table(res.quarantine, "quarantine"), quarantine_path)
+    # The output and its quarantine belong together: both replaced, or neither (a failure,
+    # or nothing kept: the old pair then stays as it was).
+    if res.pairs:
+        write_outputs([(out, args.output), (quarantined, quarantine_path)])
     print(f"{args.input} ({name}, mirrors {fmt.mirrors}): {res.raw_rows} rows read")
     if res.pairs:
-        write_output(out, args.output)
         print(f"  kept {len(res.pairs)} pairs -> {args.output} ({args.to})")
     else:
-        print(f"  kept 0 pairs; {args.output} not written")
+        print(f"  kept 0 pairs; {args.output} and {quarantine_path} not written")
     if lost:
         print(
             f"  {lost} kept pairs have multi-turn or system context that {args.to} cannot hold; "
             f"not written (use --to trl to keep them)"
         )
-    write_output(
-        validate("quarantine", pa_table(res.quarantine, "quarantine"), quarantine_path),
-        quarantine_path,
-    )
-    print(f"  quarantined {len(res.quarantine)} -> {quarantine_path}")
+    print(f"  quarantined {len(res.quarantine)}" + (f" -> {quarantine_path}" if res.pairs else ""))
     _print_quarantine(res.quarantine, rows)
     return _verdict(len(res.pairs), res.quarantine, rows, args.max_quarantine, name, _sniffed)
 
@@ -229,7 +232,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 
 def _prompts(args: argparse.Namespace) -> int:
-    from rlhf.core.datafiles import check_outputs, load_rows, sibling, write_output
+    from rlhf.core.datafiles import check_outputs, load_rows, sibling, write_outputs
     from rlhf.core.schemas import validate
     from rlhf.prompts.sources import convert_prompts
 
@@ -237,17 +240,18 @@ def _prompts(args: argparse.Namespace) -> int:
     check_outputs([args.input], [args.output, qpath])
     rows = load_rows(args.input, args.split)
     pool, quarantine, report = convert_prompts(args.fmt, rows, args.source)
+    q = validate("quarantine", pa_table(quarantine, "quarantine"), qpath)
+    if pool.num_rows:  # both replaced, or neither (a failure, or no prompts)
+        write_outputs([(validate("prompt_pool", pool, args.output), args.output), (q, qpath)])
     print(
         f"{args.input} ({args.fmt}): {report['rows']} rows, {report['prompts']} prompts "
         f"({report['unique_prompts']} unique, {report['duplicates']} duplicates)"
     )
     if pool.num_rows:
-        write_output(validate("prompt_pool", pool, args.output), args.output)
         print(f"  -> {args.output}")
     else:
-        print(f"  no prompts; {args.output} not written")
-    write_output(validate("quarantine", pa_table(quarantine, "quarantine"), qpath), qpath)
-    print(f"  quarantined {len(quarantine)} -> {qpath}")
+        print(f"  no prompts; {args.output} and {qpath} not written")
+    print(f"  quarantined {len(quarantine)}" + (f" -> {qpath}" if pool.num_rows else ""))
     _print_quarantine(quarantine, rows)
     return _verdict(pool.num_rows, quarantine, rows, args.max_quarantine, args.fmt, None)
 

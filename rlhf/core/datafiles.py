@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import os
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlhf.core.io import atomic_path
+from rlhf.core.io import atomic_paths
 
 OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz")
 INPUT_SUFFIXES = (".parquet", ".jsonl", ".json", ".parquet.gz", ".jsonl.gz", ".json.gz")
@@ -37,6 +38,12 @@ class DataError(Exception):
 
 class UsageError(Exception):
     """The command is refused before anything is read or written (exit code 2)."""
+
+
+class WriteError(Exception):
+    """An output cannot be written (exit code 4): found before the input is read where it can
+    be (a read-only folder, a parent that is a file), else when writing (a full disk); either
+    way every existing output is as it was."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,27 @@ def check_outputs(inputs: list[str | Path], outputs: list[str | Path]) -> None:
         for b in range(a + 1, len(outs)):
             if _same_file(outs[a], outs[b]):
                 raise UsageError(f"{outs[a]}: given for two outputs (nothing was written)")
+    for o in outs:
+        check_writable(o)
+
+
+def check_writable(output: str | Path) -> None:
+    """Raise :class:`WriteError` unless `output` can be created: its nearest existing parent
+    is a folder in which a file can be made (tried, not guessed from permission bits, which
+    a read-only mount or root do not follow)."""
+    o = Path(output)
+    parent = o.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WriteError(f"{o}: {parent} is not a folder; nothing was read or written")
+    try:
+        probe = tempfile.mkdtemp(prefix=f"{o.name}.tmp-{os.getpid()}-", dir=parent)
+    except OSError as e:
+        raise WriteError(
+            f"{o}: cannot write in {parent} ({e.strerror}); nothing was read or written"
+        ) from None
+    os.rmdir(probe)
 
 
 def sibling(output: str | Path, tag: str) -> Path:
@@ -202,19 +230,38 @@ def sibling(output: str | Path, tag: str) -> Path:
 def write_output(table: pa.Table, path: str | Path) -> Path:
     """Write `table` atomically as Parquet or JSON lines (optionally gzipped), by suffix.
     JSON lines keep nested lists and structs as JSON arrays and objects, nulls as null."""
-    path = Path(path)
-    kind = _suffix(path, OUTPUT_SUFFIXES)
-    with atomic_path(path) as tmp:
-        if kind == ".parquet":
-            pq.write_table(table, tmp, compression="zstd")
-            return path
-        # pyarrow has no JSON writer; one json.dumps per row keeps text byte for byte.
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist())
-        data = body.encode()
-        if kind == ".jsonl.gz":
-            buf = io.BytesIO()
-            with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:  # mtime 0: same bytes
-                gz.write(data)
-            data = buf.getvalue()
-        tmp.write_bytes(data)
-    return path
+    return write_outputs([(table, path)])[0]
+
+
+def write_outputs(items: list[tuple[pa.Table, str | Path]]) -> list[Path]:
+    """:func:`write_output` for outputs that belong together (a table and its quarantine):
+    each written under a temporary name, then all renamed; if anything fails, none changes
+    (:class:`WriteError`, naming the path and why)."""
+    paths = [Path(p) for _, p in items]
+    current = paths[0] if paths else None
+    try:
+        with atomic_paths(*paths) as tmps:
+            for (table, path), tmp in zip(items, tmps, strict=True):
+                current = Path(path)
+                _write_one(table, tmp, _suffix(current, OUTPUT_SUFFIXES))
+            current = None  # the renames: any failure there leaves every output as it was
+    except OSError as e:
+        what = f"{current}: cannot write" if current else "cannot replace the outputs"
+        names = ", ".join(str(p) for p in paths)
+        raise WriteError(f"{what} ({e.strerror or e}); unchanged: {names}") from None
+    return paths
+
+
+def _write_one(table: pa.Table, tmp: Path, kind: str | None) -> None:
+    if kind == ".parquet":
+        pq.write_table(table, tmp, compression="zstd")
+        return
+    # pyarrow has no JSON writer; one json.dumps per row keeps text byte for byte.
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist())
+    data = body.encode()
+    if kind == ".jsonl.gz":
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:  # mtime 0: same bytes
+            gz.write(data)
+        data = buf.getvalue()
+    tmp.write_bytes(data)
