@@ -284,10 +284,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if args.action == "show":
             print(profiles.render(args.name), end="")
             return 0
-        prof = profiles.use(args.name)
+        prof, backup = profiles.use(args.name, force=args.force)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if backup:
+        print(f"your edited params.yaml is kept as {backup}")
     print(f"params.yaml now holds profile {prof.name!r}: {prof.description}")
     if prof.setup:
         print(f"set up first (once):\n  {prof.setup}")
@@ -437,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     pf.add_argument("action", choices=["list", "show", "use", "current"])
     pf.add_argument("name", nargs="?", help="profile name (show, use)")
+    pf.add_argument(
+        "--force",
+        action="store_true",
+        help="use: replace a params.yaml with edits no profile reproduces (kept as "
+        "params.yaml.bak-<n> first); without it such a params.yaml is refused",
+    )
     pf.set_defaults(func=cmd_profile)
 
     sh = sub.add_parser(

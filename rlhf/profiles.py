@@ -166,11 +166,31 @@ def render(name: str, root: Path = Path(".")) -> str:
     return text
 
 
-def use(name: str, root: Path = Path(".")) -> Profile:
-    """Write profile `name` to params.yaml."""
+class EditsKept(ConfigError):
+    """`use` refused: params.yaml holds edits no profile reproduces (exit 2, nothing written)."""
+
+
+def use(name: str, root: Path = Path("."), force: bool = False) -> tuple[Profile, Path | None]:
+    """Write profile `name` to params.yaml; (the profile, the backup of the old params.yaml or
+    None). A params.yaml that no profile renders (hand edits since the last `use`) would be
+    lost: refused (:class:`EditsKept`) unless `force`, which first copies it to a new
+    ``params.yaml.bak-<n>`` and names it."""
     text = render(name, root)
-    write_text(root / paths.PARAMS, text)
-    return load(name, root)
+    target = root / paths.PARAMS
+    backup = None
+    if target.is_file() and current(root) is None:
+        if not force:
+            raise EditsKept(
+                f"{paths.PARAMS} has edits since the last `rlhf profile use` (it matches no "
+                f"profile); nothing written: keep them in a profile of your own, or rerun with "
+                f"--force to switch anyway (the edited file is then kept as a backup)"
+            )
+        n = 1
+        while (backup := target.with_name(f"{target.name}.bak-{n}")).exists():
+            n += 1
+        write_text(backup, target.read_text())
+    write_text(target, text)
+    return load(name, root), backup
 
 
 def current(root: Path = Path(".")) -> str | None:

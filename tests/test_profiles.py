@@ -114,8 +114,14 @@ def _rlhf(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_one_command_switches_profile_and_paper_dry_run_plans_every_stage(tmp_path):
     proj = make_project(tmp_path / "p")
-    out = _rlhf(proj, "profile", "use", "paper")
+    # The test project's params.yaml is the default with small sizes: edits no profile makes.
+    edited = (proj / "params.yaml").read_text()
+    refused = _rlhf(proj, "profile", "use", "paper")
+    assert refused.returncode == 2 and "--force" in refused.stderr, refused.stderr
+    assert (proj / "params.yaml").read_text() == edited
+    out = _rlhf(proj, "profile", "use", "paper", "--force")
     assert out.returncode == 0, out.stderr
+    assert (proj / "params.yaml.bak-1").read_text() == edited
     assert "accelerate" in (proj / "params.yaml").read_text()
     assert _rlhf(proj, "profile", "current").stdout.strip() == "paper"
     stages = run_dvc(proj, "stage", "list", "--name-only").stdout.split()
@@ -137,6 +143,34 @@ def test_one_command_switches_profile_and_paper_dry_run_plans_every_stage(tmp_pa
     # and back: byte-identical to the committed default
     assert _rlhf(proj, "profile", "use", "embedded").returncode == 0
     assert (proj / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+
+
+def test_use_refuses_to_discard_hand_edits_and_force_keeps_a_named_backup(
+    tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    from rlhf.cli import main
+
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(profiles.render("embedded"))
+    assert main(["profile", "use", "smollm2"]) == 0  # a profile's own text: nothing to lose
+    assert not list(tmp_path.glob("params.yaml.bak-*"))
+    edited = params.read_text() + "# my own note, and a value: keep me\n"
+    params.write_text(edited)
+    capsys.readouterr()
+    assert main(["profile", "use", "embedded"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "edits since the last" in err and "--force" in err
+    assert params.read_text() == edited  # refused: not a byte changed
+    for n in (1, 2):  # each forced switch keeps its own backup
+        params.write_text(edited)
+        assert main(["profile", "use", "embedded", "--force"]) == 0
+        assert f"kept as params.yaml.bak-{n}" in capsys.readouterr().out
+        assert (tmp_path / f"params.yaml.bak-{n}").read_text() == edited
+        assert params.read_text() == profiles.render("embedded")
 
 
 # --- real sources named in params ---------------------------------------------------------
