@@ -7,7 +7,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table
-from rlhf.models.policy import build_base, import_base
 
 
 def main() -> None:
@@ -17,6 +16,9 @@ def main() -> None:
     p.add_argument("--max-texts", type=int, default=8000, help="pretraining conversations kept")
     args = p.parse_args()
     cfg = params_or_exit(args.params).base
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.policy import build_base, import_base
+
     with Timer("base"):
         if cfg.model_path or cfg.gguf_package:
             summary = import_base(cfg, args.out)

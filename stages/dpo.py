@@ -6,7 +6,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table, write_table
-from rlhf.online.loop import dpo_round, training_pairs
 
 
 def main() -> None:
@@ -20,6 +19,9 @@ def main() -> None:
     p.add_argument("--train-pairs", required=True, help="where to record the pairs trained on")
     args = p.parse_args()
     params = params_or_exit(args.params)
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.online.loop import dpo_round, training_pairs
+
     pairs = training_pairs(
         params.dpo, read_table("pairs", args.pairs), read_table("pairs", args.history)
     )

@@ -15,7 +15,6 @@ from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table, write_table
 from rlhf.core.shards import clear
-from rlhf.evaluation.evaluate import EvalModels, evaluate_policy, policy_metrics
 from rlhf.prompts.splits import read_split
 
 
@@ -44,6 +43,9 @@ def main() -> None:
     )
     args = p.parse_args()
     params = params_or_exit(args.params)
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.evaluation.evaluate import EvalModels, evaluate_policy, policy_metrics
+
     cfg = params.evaluate
     prompts = read_split(args.prompts, "eval")
     base = read_table("evaluations", args.baseline) if args.baseline else None

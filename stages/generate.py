@@ -8,7 +8,6 @@ from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import write_table
 from rlhf.core.shards import clear
-from rlhf.online.generation import generate
 from rlhf.prompts.splits import read_split
 
 
@@ -20,6 +19,9 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     params = params_or_exit(args.params)
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.online.generation import generate
+
     it = params.iterations[args.iteration]
     prompts = read_split(args.prompts, it.prompt_split)
     work = paths.shards(f"generate@{args.iteration}")

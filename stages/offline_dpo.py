@@ -6,8 +6,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table
-from rlhf.models.policy import run_offline_dpo
-from rlhf.online.loop import offline_pair_budget
 
 
 def main() -> None:
@@ -17,6 +15,10 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.OFFLINE_DPO_MODEL))
     args = p.parse_args()
     params = params_or_exit(args.params)
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.policy import run_offline_dpo
+    from rlhf.online.loop import offline_pair_budget
+
     n_pairs = offline_pair_budget(params)
     prefs = read_table("preferences", args.mix)
     with Timer("offline_dpo"):

@@ -7,7 +7,6 @@ from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import write_table
 from rlhf.core.shards import clear
-from rlhf.online.controls import onpolicy_control
 
 
 def main() -> None:
@@ -23,6 +22,9 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.ONPOLICY_DPO_MODEL))
     args = p.parse_args()
     params = params_or_exit(args.params)
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.online.controls import onpolicy_control
+
     with Timer("onpolicy_dpo"):
         scored, pairs, summary = onpolicy_control(
             params, args.sft, args.rm, args.prompts, args.out, args.pm

@@ -6,7 +6,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table
-from rlhf.models.reward import run_preference_model
 
 
 def main() -> None:
@@ -16,6 +15,9 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.PREFERENCE_MODEL))
     args = p.parse_args()
     cfg = params_or_exit(args.params).preference_model
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.reward import run_preference_model
+
     with Timer("preference_model"):
         summary = run_preference_model(cfg, args.sft, read_table("preferences", args.mix), args.out)
     write_json(paths.REPORTS_DIR / "train" / "preference_model.json", summary)

@@ -5,7 +5,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table
-from rlhf.models.reward import run_reward_model
 
 
 def main() -> None:
@@ -20,6 +19,9 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.REWARD_MODEL))
     args = p.parse_args()
     cfg = params_or_exit(args.params).reward_model
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.reward import run_reward_model
+
     with Timer("reward_model"):
         demos = read_table("demonstrations", args.demos) if cfg.base.hidden_size else None
         summary = run_reward_model(

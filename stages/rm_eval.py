@@ -10,8 +10,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
-from rlhf.evaluation.rm_eval import benchmark, rm_eval
-from rlhf.online.judges import pairwise_judge
 from rlhf.prompts.splits import read_split
 
 
@@ -23,6 +21,10 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.RM_EVAL))
     args = p.parse_args()
     params = params_or_exit(args.params)
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.evaluation.rm_eval import benchmark, rm_eval
+    from rlhf.online.judges import pairwise_judge
+
     cfg, llm = params.rm_eval, params.evaluate.llm
     with Timer("rm_eval"):
         if params.evaluate.judge == "gold":

@@ -6,7 +6,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.schemas import read_table, write_table
 from rlhf.core.shards import clear
-from rlhf.online.scoring import score
 
 
 def main() -> None:
@@ -22,6 +21,9 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     cfg = params_or_exit(args.params).score
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.online.scoring import score
+
     work = paths.shards(f"score@{args.iteration}")
     with Timer(f"score@{args.iteration}") as t:
         table = score(

@@ -5,7 +5,6 @@ from _common import Timer, params_or_exit, parser
 from rlhf.core import paths
 from rlhf.core.io import write_json
 from rlhf.core.schemas import read_table
-from rlhf.models.policy import run_sft
 
 
 def main() -> None:
@@ -15,6 +14,9 @@ def main() -> None:
     p.add_argument("--out", default=str(paths.SFT_MODEL))
     args = p.parse_args()
     cfg = params_or_exit(args.params).sft
+    # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.policy import run_sft
+
     with Timer("sft"):
         summary = run_sft(cfg, args.base, read_table("demonstrations", args.demos), args.out)
     write_json(paths.REPORTS_DIR / "train" / "sft.json", summary)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import platform
 import re
 import signal
 import subprocess
@@ -50,6 +51,22 @@ def test_repro_runs_the_whole_loop_and_a_second_repro_runs_nothing(project):
     assert again.returncode == 0
     assert not ran_stages(again.stdout), again.stdout
     assert "up to date" in run_dvc(project, "status").stdout
+
+
+def test_every_stage_ran_in_the_pinned_compute_mode(project):
+    """Each stage process read back the ISA and thread count in force: the dvc run's own
+    processes, started with no pinning variables in the environment."""
+    timings = {f.stem: json.loads(f.read_text()) for f in (project / paths.TIMINGS_DIR).glob("*")}
+    assert {"base", "sft", "reward_model", "score@iter_1", "dpo@iter_1"} <= set(timings)
+    for name, t in timings.items():
+        assert t["compute"]["reproducible"] is True, name
+        assert t["startup_s"] is None or 0 < t["startup_s"] < 120, name
+        if "torch" in t["compute"]:
+            assert t["compute"]["threads"] == 2, name  # compute.threads' default
+            if platform.machine() == "x86_64":
+                assert t["compute"]["isa"] == "AVX2", name
+    assert "torch" in timings["base"]["compute"]
+    assert "torch" not in timings["gold"]["compute"]  # a stage that needs no torch loads none
 
 
 def test_metrics_list_every_policy(project):

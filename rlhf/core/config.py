@@ -537,6 +537,18 @@ class ComputeConfig:
     """Command that starts the stages that sample and score (generate, score): `python` (one
     worker), or one worker per process: `accelerate launch --multi_gpu --num_processes 8` on
     8 GPUs, `torchrun --standalone --nproc_per_node 2` on CPU. Same output for any count."""
+    reproducible: bool = True
+    """Run every stage process in the reproducible compute mode (rlhf/core/compute.py): torch,
+    MKL and oneDNN pinned to the `isa` kernels and `threads` threads, so that any x86-64 CPU
+    with that ISA computes the committed dvc.lock bit for bit; false = each library picks the
+    fastest kernels of this CPU (results then differ in the last bits between CPU kinds)."""
+    isa: Literal["avx2"] = "avx2"
+    """Vector instruction set the pinned kernels use: AVX2, which every x86-64 CPU of the last
+    decade has (AVX-512 CPUs run AVX2 kernels too; the reverse does not hold)."""
+    threads: int = bounded(2, ge=1)
+    """Threads per stage process in the reproducible mode (intra-op, OpenMP and MKL), count:
+    the thread count changes the bits too (measured), so it is part of the result; 2 = the
+    machines this project is measured on."""
 
 
 @dataclass(frozen=True)
