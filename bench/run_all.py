@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-BENCHES = ("noop_repro", "analytics", "generation", "scoring", "workers", "rm_sampling")
+BENCHES = ("noop_repro", "analytics", "generation", "scoring", "workers", "trainers", "compute_mode")
 
 
 def main() -> None:

@@ -46,8 +46,6 @@ def test_a_key_params_yaml_leaves_at_its_default_is_added_with_a_plus(tmp_path):
         "reward_model.seed=2",
         "-S",
         "+reward_model.ensemble=3",  # DVC refuses -S on a key the file does not have
-        "-S",
-        "+reward_model.group_by_length=true",
     ]
 
 

@@ -179,6 +179,10 @@ class TrainConfig:
     """Longest tokenised example kept (longer ones are truncated), tokens."""
     logging_steps: int = bounded(20, ge=1)
     """Steps between loss logs."""
+    group_by_length: bool = True
+    """Batch examples of similar length (transformers' LengthGroupedSampler: random megabatches
+    of 50 batches, each sorted by length): the same examples per epoch with less padding, so
+    fewer wasted FLOPs (bench/trainers.py); False = uniformly random batches."""
     bf16_on_gpu: bool = True
     """Use bf16 when a GPU is present (never on CPU, where it is 3-22x slower)."""
 
@@ -267,10 +271,6 @@ class RewardModelConfig:
     conservative_k: float = bounded(0.0, ge=0.0)
     """An ensemble's score is the members' mean minus k times their standard deviation (Coste et
     al. 2023's conservative reward), reward units per std; 0 = the mean."""
-    group_by_length: bool = False
-    """Batch pairs of similar length (transformers' LengthGroupedSampler, megabatches of 50):
-    the same pairs per epoch with about half the padding (bench/rm_sampling.py); False =
-    uniformly random batches."""
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32)
     )

@@ -36,16 +36,6 @@ def member_seeds(cfg: RewardModelConfig) -> list[int]:
     return [cfg.seed + MEMBER_SEED_STRIDE * i for i in range(cfg.ensemble)]
 
 
-def pair_length(example: dict[str, Any]) -> dict[str, int]:
-    # Characters, not tokens: the sampler only needs sizes to sort by, and counting characters
-    # costs nothing where tokenising the mix twice would not.
-    prompt = sum(len(m["content"]) for m in example["prompt"])
-    return {
-        "length": prompt
-        + max(len(example["chosen"][0]["content"]), len(example["rejected"][0]["content"]))
-    }
-
-
 def run_reward_model(
     cfg: RewardModelConfig,
     sft_dir: str | Path,
@@ -67,8 +57,6 @@ def run_reward_model(
     if cfg.max_pairs and len(ds) > cfg.max_pairs:
         ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_pairs))
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
-    if cfg.group_by_length:
-        ds = ds.map(pair_length)
     own: dict[str, Any] = {}
     members: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out_dir) as out:
@@ -86,9 +74,7 @@ def run_reward_model(
             # later), or every run trains a different reward model.
             set_seed(seed)
             model = load_reward_model(init, tok.pad_token_id)
-            model, summary = train.reward_model(
-                model, tok, ds, cfg.train, seed, group_by_length=cfg.group_by_length
-            )
+            model, summary = train.reward_model(model, tok, ds, cfg.train, seed)
             name = f"member_{i}"
             save_model(model, tok, out if cfg.ensemble == 1 else out / name)
             members.append({"name": name, "seed": seed, **summary})

@@ -36,6 +36,7 @@ def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
         bf16=on_gpu and cfg.bf16_on_gpu,
         activation_checkpointing=False,
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         disable_tqdm=False,
         # Several CPU processes (torchrun): without use_cpu, transformers leaves the gloo group
         # unused and every process trains alone on all the data. One process: unchanged.
@@ -82,31 +83,45 @@ def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, see
     return _finish(trainer), _summary(result)
 
 
-class _LengthGroupedRewardTrainer(RewardTrainer):
-    """RewardTrainer that keeps the dataset's `length` column past the Trainer's filter of
-    unused columns, which runs before the sampler is built: LengthGroupedSampler can only infer
-    lengths from an `input_ids` column, and a preference example has two sequences."""
+def _keeping_length(cls):
+    """`cls` (a TRL trainer) keeping the dataset's `length` column past the Trainer's filter of
+    unused columns, which runs before the sampler is built: LengthGroupedSampler infers lengths
+    only from an `input_ids` column, and a preference example has two or three sequences."""
 
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        if "length" not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, "length"]
+    class Trainer(cls):
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if "length" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "length"]
+
+    Trainer.__name__ = f"LengthGrouped{cls.__name__}"
+    return Trainer
 
 
-def reward_model(
-    model,
-    tokenizer,
-    prefs: datasets.Dataset,
-    cfg: TrainConfig,
-    seed: int,
-    group_by_length: bool = False,
-):
-    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples. With
-    `group_by_length` the examples need a `length` column (any measure of size)."""
+def _chars(turns: list[dict]) -> int:
+    return sum(len(m["content"]) for m in turns)
+
+
+def pair_length(example: dict[str, Any]) -> dict[str, int]:
+    """A preference example's size for the length-grouped sampler: prompt plus the longer
+    answer. Characters, not tokens: the sampler only sorts by it, and counting characters
+    costs nothing where tokenising the pairs an extra time would not."""
+    answer = max(_chars(example["chosen"]), _chars(example["rejected"]))
+    return {"length": _chars(example.get("prompt") or []) + answer}
+
+
+def _with_lengths(pairs: datasets.Dataset, cfg: TrainConfig) -> datasets.Dataset:
+    if not cfg.group_by_length or "length" in pairs.column_names:
+        return pairs
+    return pairs.map(pair_length)
+
+
+def reward_model(model, tokenizer, prefs: datasets.Dataset, cfg: TrainConfig, seed: int):
+    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples."""
+    prefs = _with_lengths(prefs, cfg)
     with tempfile.TemporaryDirectory() as out:
-        sampling = "group_by_length" if group_by_length else "random"
-        args = RewardConfig(**_common_args(cfg, out, seed), train_sampling_strategy=sampling)
-        cls = _LengthGroupedRewardTrainer if group_by_length else RewardTrainer
+        args = RewardConfig(**_common_args(cfg, out, seed))
+        cls = _keeping_length(RewardTrainer) if cfg.group_by_length else RewardTrainer
         trainer = cls(model=model, args=args, train_dataset=prefs, processing_class=tokenizer)
         result = trainer.train()
     return _finish(trainer), _summary(result)
@@ -118,11 +133,12 @@ def dpo(
     """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples."""
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(**_common_args(cfg, out, seed), beta=beta)
-        trainer = DPOTrainer(
+        cls = _keeping_length(DPOTrainer) if cfg.group_by_length else DPOTrainer
+        trainer = cls(
             model=model,
             ref_model=ref_model,
             args=args,
-            train_dataset=pairs,
+            train_dataset=_with_lengths(pairs, cfg),
             processing_class=tokenizer,
         )
         result = trainer.train()

@@ -1,0 +1,140 @@
+"""Training throughput of every trainer the pipeline uses, uniformly random batches vs
+length-grouped batches (`<section>.train.group_by_length`), side by side in one run: the same
+examples, the same start, one epoch each, with the pipeline's own batch sizes and max lengths.
+
+Run after `dvc repro` (reads models/base, models/sft, the mix and the demonstrations):
+
+    python bench/trainers.py --examples 2000
+
+Prints, per trainer and sampler, seconds, real (non-padding) tokens per second and the final
+training loss, then `RATIO` lines (random seconds / grouped seconds). For DPO also the
+reference log-probs precomputed once (TRL's `precompute_ref_log_probs`) against per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import time
+
+import datasets
+import pyarrow as pa
+
+from rlhf.core import paths
+from rlhf.core.config import load_params
+from rlhf.core.messages import to_trl_preference
+from rlhf.core.schemas import read_table
+from rlhf.models import train
+from rlhf.models.checkpoints import load_policy, load_reward_model, load_tokenizer, tiny_llama
+from rlhf.models.policy import pairs_to_trl, world_conversations
+from rlhf.models.preference import training_conversations
+
+
+def _tokens(tok, texts: list[str], max_length: int) -> int:
+    return sum(min(len(i), max_length) for i in tok(texts, add_special_tokens=False)["input_ids"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--examples", type=int, default=2000, help="examples per trainer, count")
+    p.add_argument("--only", nargs="*", default=None, help="trainers to run (default: all)")
+    p.add_argument(
+        "--grouped-first", action="store_true", help="run the grouped arm first (order check)"
+    )
+    args = p.parse_args()
+    params = load_params()
+    n = args.examples
+    prefs = read_table("preferences", paths.PREFERENCES)
+    demos = read_table("demonstrations", paths.DEMONSTRATIONS)
+    base_tok, sft_tok = load_tokenizer(paths.BASE_MODEL), load_tokenizer(paths.SFT_MODEL)
+    b = params.base
+
+    pairs = datasets.Dataset(prefs.select(["chosen", "rejected"])).shuffle(seed=0)
+    pairs = pairs.select(range(min(n, len(pairs))))
+    pairs = pairs.map(to_trl_preference, remove_columns=pairs.column_names)
+
+    def pair_texts(ds):
+        return [
+            sft_tok.apply_chat_template(r["prompt"] + r[k], tokenize=False)
+            for r in ds
+            for k in ("chosen", "rejected")
+        ]
+
+    convs = world_conversations(prefs, n, b.seed)
+    texts = [base_tok.apply_chat_template(c, tokenize=False) for c in convs]
+    sft_convs = random.Random(0).sample(demos.column("messages").to_pylist(), min(n, len(demos)))
+    pm_cfg = params.preference_model
+    pm_convs, _ = training_conversations(
+        prefs, dataclasses.replace(pm_cfg, max_pairs=n // 2), sft_tok
+    )
+    rows = prefs.slice(0, min(n, prefs.num_rows)).select(["chosen", "rejected"]).to_pylist()
+    offline = pairs_to_trl(
+        pa.table(
+            {
+                "prompt": [r["chosen"][:-1] for r in rows],
+                "chosen": [r["chosen"][-1]["content"] for r in rows],
+                "rejected": [r["rejected"][-1]["content"] for r in rows],
+            }
+        )
+    )
+
+    def chat(tok, cs):
+        return [tok.apply_chat_template(c, tokenize=False) for c in cs]
+
+    # (name, train config, real tokens, run(cfg) -> summary)
+    jobs = {
+        "pretrain (base)": (
+            b.train,
+            _tokens(base_tok, texts, b.train.max_length),
+            lambda c: train.pretrain(
+                tiny_llama(base_tok, b.hidden_size, b.layers, b.heads, b.max_position, b.seed),
+                base_tok, texts, c, b.seed,
+            )[1],
+        ),
+        "sft": (
+            params.sft.train,
+            _tokens(base_tok, chat(base_tok, sft_convs), params.sft.train.max_length),
+            lambda c: train.sft(load_policy(paths.BASE_MODEL), base_tok, sft_convs, c, 0)[1],
+        ),
+        "reward_model": (
+            params.reward_model.train,
+            _tokens(sft_tok, pair_texts(pairs), params.reward_model.train.max_length),
+            lambda c: train.reward_model(
+                load_reward_model(paths.SFT_MODEL, sft_tok.pad_token_id), sft_tok, pairs, c, 0
+            )[1],
+        ),
+        "preference_model": (
+            pm_cfg.train,
+            _tokens(sft_tok, chat(sft_tok, pm_convs), pm_cfg.train.max_length),
+            lambda c: train.sft(load_policy(paths.SFT_MODEL), sft_tok, pm_convs, c, 0)[1],
+        ),
+        "dpo": (
+            params.dpo.train,
+            _tokens(sft_tok, pair_texts(offline), params.dpo.train.max_length),
+            lambda c: train.dpo(
+                load_policy(paths.SFT_MODEL), load_policy(paths.SFT_MODEL), sft_tok, offline, c,
+                params.dpo.beta, 0,
+            )[1],
+        ),
+    }  # fmt: skip
+    for name, (tcfg, tokens, run) in jobs.items():
+        if args.only and name.split()[0] not in args.only:
+            continue
+        seconds = {}
+        for grouped in (True, False) if args.grouped_first else (False, True):
+            cfg = dataclasses.replace(tcfg, epochs=1.0, group_by_length=grouped)
+            t = time.perf_counter()
+            summary = run(cfg)
+            seconds[grouped] = time.perf_counter() - t
+            label = "group_by_length" if grouped else "random"
+            print(
+                f"{name:>17} {label:>16}: {seconds[grouped]:7.1f} s, {summary['steps']:4d} steps, "
+                f"{tokens / seconds[grouped]:8.0f} tok/s, train loss {summary['train_loss']:.4f}",
+                flush=True,
+            )
+        print(f"RATIO {name} group_by_length speed-up: {seconds[False] / seconds[True]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
