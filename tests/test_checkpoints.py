@@ -255,7 +255,7 @@ def test_reward_model_ensemble_scores_the_members_mean_minus_k_std(tmp_path):
     cfg = RewardModelConfig(
         ensemble=2,
         conservative_k=0.5,
-        group_by_length=True,  # the length-grouped sampler needs the `length` column kept
+        # group_by_length (the default): the length-grouped sampler needs the `length` column kept
         train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=4, max_length=64, logging_steps=1),
     )
     summary = run_reward_model(cfg, policy_dir, _one_pair_mix(), tmp_path / "rm")
@@ -301,3 +301,34 @@ def test_length_bucketed_scoring_keeps_input_order_and_the_token_budget(tmp_path
     assert (
         len({round(float(x), 4) for x in plain[0]}) == 4
     )  # the rows differ, so order is really checked
+
+
+def test_length_sorted_scoring_puts_every_reward_on_its_row_for_any_shard_size(tmp_path):
+    """score.sort_by_length: the whole input is sorted before shards and batches are cut, so
+    the rewards are bit-identical for any shard size, and each lands on its own row."""
+    import dataclasses
+
+    from rlhf.core.config import ScoreConfig
+    from rlhf.core.schemas import GENERATIONS
+    from rlhf.models.checkpoints import load_reward_model
+    from rlhf.online.scoring import score
+
+    pol_dir = _reward_dir(tmp_path, "pol")
+    rm_dir = tmp_path / "rm"
+    save_model(load_reward_model(pol_dir), load_tokenizer(pol_dir), rm_dir)
+    responses = ["4.", "the fox is red and the dog is brown " * 3, "ok", "a b c d e f g " * 5] * 6
+    rows = [
+        {"iteration": "iter_1", "seed": 0, "prompt_id": f"p{i}", "sample_idx": 0,
+         "prompt": PROMPT[0], "response": r, "n_tokens": 1, "finish_reason": "stop"}
+        for i, r in enumerate(responses)
+    ]  # fmt: skip
+    gens = pa.Table.from_pylist(rows, schema=GENERATIONS)
+    cfg = ScoreConfig(batch_size=4, shard_rows=8)
+    sorted_small = score(cfg, rm_dir, gens, workdir=tmp_path / "a").column("reward").to_numpy()
+    big = dataclasses.replace(cfg, shard_rows=24)
+    sorted_big = score(big, rm_dir, gens, workdir=tmp_path / "b").column("reward").to_numpy()
+    assert sorted_small.tobytes() == sorted_big.tobytes()
+    plain_cfg = dataclasses.replace(cfg, sort_by_length=False)
+    plain = score(plain_cfg, rm_dir, gens, workdir=tmp_path / "c").column("reward").to_numpy()
+    assert sorted_small == pytest.approx(plain, abs=1e-5)
+    assert len({round(float(x), 4) for x in plain}) == 4  # the rows differ: order is checked

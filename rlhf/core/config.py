@@ -391,6 +391,10 @@ class GenerateConfig:
     batch_prompts, so that shards cut no batch (each batch has its own sampling seed)."""
     seed: int = 0
     """Sampling seed (combined with the iteration name)."""
+    sort_by_length: bool = True
+    """Batch prompts of similar length (the whole split sorted by rendered length before it is
+    cut into shards and batches, samples back in prompt order): less padding per generate call;
+    the same samples for any shard size or worker count. False = batches in prompt order."""
 
     def __post_init__(self) -> None:
         if self.shard_prompts % self.batch_prompts:
@@ -417,6 +421,10 @@ class ScoreConfig:
     shard_rows: int = bounded(4096, ge=1)
     """Responses per shard, the unit a crash loses and a worker takes; a multiple of
     batch_size, so that shards cut no batch (a batch's padding changes scores in the last bits)."""
+    sort_by_length: bool = True
+    """Batch responses of similar length (all rows sorted by prompt + response characters
+    before they are cut into shards and batches of batch_size, rewards back in row order):
+    less padding per forward pass; the same rewards for any shard size or worker count."""
     ranker: Literal["reward_model", "preference_model"] = "reward_model"
     """Who ranks each prompt's n samples: the reward model's score (paper), or the preference
     model's round robin (every pair in both orders, n(n-1) calls per prompt): a sample's reward

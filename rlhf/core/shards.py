@@ -200,6 +200,14 @@ class ShardedRun:
         return tables
 
 
+def length_order(sizes: list[int]) -> list[int]:
+    """Row indices by size, ties in input order. A stage that batches rows of similar size
+    sorts its WHOLE input this way and then cuts shards and batches from the sorted rows, so
+    each batch has little padding and still the same rows for any shard size or worker count
+    (sorting inside each shard would make the batches depend on where the shards cut)."""
+    return sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+
+
 def map_shards(
     name: str,
     workdir: str | Path,

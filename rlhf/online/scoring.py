@@ -15,7 +15,7 @@ from tqdm import tqdm
 from rlhf.core import paths
 from rlhf.core.config import ScoreConfig
 from rlhf.core.schemas import SCORED
-from rlhf.core.shards import Shard, map_shards
+from rlhf.core.shards import Shard, length_order, map_shards
 from rlhf.models.checkpoints import (
     load_reward_model,
     load_tokenizer,
@@ -148,6 +148,15 @@ def score(
         return _with_rewards(cfg, gens, _pm_rewards(cfg, pm_dir, gens, name, workdir), rm_dir)
     prompts = gens.column("prompt").to_pylist()
     responses = gens.column("response").to_pylist()
+    order = list(range(len(responses)))
+    if cfg.sort_by_length:
+        # Similar lengths share a forward pass: less padding (bench/scoring.py).
+        sizes = [
+            sum(len(m["content"]) for m in p) + len(r)
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+        order = length_order(sizes)
+        prompts, responses = [prompts[i] for i in order], [responses[i] for i in order]
 
     def work(scorer: RewardScorer, sh: Shard) -> pa.Table:
         per_member = scorer.score_members(
@@ -168,14 +177,12 @@ def score(
         work=work,
     )  # fmt: skip
     dirs, k = reward_model_members(rm_dir)
-    per_member = np.stack(
-        [
-            np.concatenate([t.column(f"member_{i}").to_numpy() for t in tables])
-            if tables
-            else np.zeros(0, dtype=np.float32)
-            for i in range(len(dirs))
-        ]
-    )
+    per_member = np.zeros((len(dirs), len(order)), dtype=np.float32)
+    for i in range(len(dirs)):
+        if tables:
+            per_member[i, order] = np.concatenate(
+                [t.column(f"member_{i}").to_numpy() for t in tables]
+            )
     return _with_rewards(cfg, gens, combine(per_member, k), rm_dir)
 
 
