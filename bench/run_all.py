@@ -15,7 +15,15 @@ from pathlib import Path
 
 import torch
 
-BENCHES = ("noop_repro", "analytics", "generation", "scoring", "workers", "trainers", "compute_mode")
+BENCHES = (
+    "noop_repro",
+    "analytics",
+    "generation",
+    "scoring",
+    "workers",
+    "trainers",
+    "compute_mode",
+)
 
 
 def main() -> None:

@@ -61,4 +61,3 @@ def test_the_pinned_environment_names_every_library_and_the_threads():
     assert env["MKL_CBWR"].startswith("AVX2")
     assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3"
-
