@@ -186,6 +186,17 @@ def test_the_report_uses_ablations_only_for_the_params_they_were_collected_for(t
     other = parse_params(_params(**{"generate.max_new_tokens": 7}))
     runs, note = load(tmp_path, other)
     assert runs == [] and "collected for other params" in note
+    # Nor ablations run by code of another numerics epoch at these very params.
+    assert fingerprint(parse_params(_params(**{"compute.threads": 1}))) != fingerprint(here)
+    import rlhf.analytics.ablations as ablations_module
+
+    older = fingerprint(here)
+    ablations_module.NUMERICS += 1
+    try:
+        assert fingerprint(here) != older
+        assert load(tmp_path, here)[0] == []
+    finally:
+        ablations_module.NUMERICS -= 1
     # A file from before fingerprints existed is not trusted either.
     f = tmp_path / "reports/ablations.json"
     f.write_text(json.dumps({"runs": json.loads(f.read_text())["runs"]}))

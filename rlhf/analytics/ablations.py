@@ -135,12 +135,19 @@ def settings(params: Params) -> dict[str, Any]:
     return {k: v for k, v in _flatten(to_dict(params)).items() if not k.startswith(UNFINGERPRINTED)}
 
 
+NUMERICS = 2
+"""The code's numerics epoch: raised by a change that alters every result at the same params
+(2: the reproducible compute mode and length-grouped batches), so that ablations collected
+by older code are reported as stale instead of beside numbers they were not run with."""
+
+
 def fingerprint(params: Params) -> str:
-    """A short hash of the :func:`settings` that differ from their defaults: which params.yaml a
-    collected table belongs to. A key added later at its default (the old behaviour) leaves the
-    hash, and so the collected ablations, as they were."""
+    """A short hash of the :func:`settings` that differ from their defaults and of the numerics
+    epoch: which params.yaml and code a collected table belongs to. A key added later at its
+    default (the old behaviour) leaves the hash, and so the collected ablations, as they were."""
     defaults = settings(parse_params({}))
     changed = {k: v for k, v in settings(params).items() if k not in defaults or defaults[k] != v}
+    changed["numerics"] = NUMERICS
     text = json.dumps(changed, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -281,7 +288,8 @@ def load(root: Path, params: Params, path: Path | None = None) -> tuple[list[dic
     if saved.get("params_fingerprint") != fingerprint(params):
         return [], (
             f"{f.name} was collected for other params than this params.yaml (a profile switch "
-            "or an edit since): re-run the ablations, then `rlhf ablations collect`"
+            "or an edit since) or by code of an older numerics epoch: re-run the ablations, "
+            "then `rlhf ablations collect`"
         )
     return saved.get("runs", []), None
 
