@@ -23,6 +23,7 @@ BENCHES = (
     "workers",
     "trainers",
     "compute_mode",
+    "stage_times",
 )
 
 

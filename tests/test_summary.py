@@ -68,8 +68,13 @@ def test_readme_block_comes_from_the_report(tmp_path):
     build_report(params, tmp_path)
     (tmp_path / "reports/timings").mkdir()
     (tmp_path / "reports/timings/sft.json").write_text(json.dumps({"wall_s": 12.5}))
+    (tmp_path / "reports/timings/base.json").write_text(
+        json.dumps({"wall_s": 40.0, "startup_s": 6.25, "compute": {"reproducible": True}})
+    )
     md = results_markdown(tmp_path)
-    assert "`sft` 12.5" in md
+    assert "| `sft` | — | 12.5 |" in md  # a timing from before start-ups were recorded
+    assert "| `base` | 6.2 | 40.0 |" in md
+    assert "| all 2 stages | 6.2 | 52.5 |" in md
     assert "| iter_1 | 0.610 [0.590, 0.630]" in md
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold numbers\n<!-- results:end -->\noutro\n")

@@ -16,18 +16,37 @@ from rlhf.core import paths
 from rlhf.core.io import write_text
 
 
+def stage_times(timings_dir: Path) -> dict[str, dict]:
+    """Each stage's timing of the last run (`reports/timings/<stage>.json`, written by the
+    stage itself): work seconds, start-up seconds (process start to first line of work; None
+    where the platform cannot tell) and the compute mode it ran in."""
+    return {f.stem: json.loads(f.read_text()) for f in sorted(timings_dir.glob("*.json"))}
+
+
+def stage_times_markdown(times: dict[str, dict]) -> str:
+    """The per-stage timing table with its sums."""
+    rows = ["| stage | start-up (s) | work (s) |", "|---|---|---|"]
+    for name, t in times.items():
+        up = t.get("startup_s")
+        rows.append(f"| `{name}` | {'—' if up is None else f'{up:.1f}'} | {t['wall_s']:.1f} |")
+    work = sum(t["wall_s"] for t in times.values())
+    up = sum(t.get("startup_s") or 0.0 for t in times.values())
+    rows.append(f"| all {len(times)} stages | {up:.1f} | {work:.1f} |")
+    return "\n".join(rows) + f"\n\nIn all {(work + up) / 60:.1f} min of stage processes."
+
+
 def results_markdown(root: Path = Path(".")) -> str:
     summary = root / paths.REPORT_SUMMARY_MD
     if not summary.exists():
         raise SystemExit(f"{summary}: missing; run `dvc repro` (its `report` stage writes it)")
     out = summary.read_text().strip()
-    timings = sorted((root / paths.TIMINGS_DIR).glob("*.json"))
-    if timings:
-        walls = {f.stem: json.loads(f.read_text())["wall_s"] for f in timings}
-        listed = ", ".join(f"`{k}` {v}" for k, v in walls.items())
+    times = stage_times(root / paths.TIMINGS_DIR)
+    if times:
         out += (
-            f"\n\nStage work in seconds on this machine, last run (inside each stage, without "
-            f"~7 s of start-up; {sum(walls.values()) / 60:.1f} min in all): {listed}."
+            "\n\n**Stage times of the run that wrote this block** (seconds on the machine that "
+            "ran it, from the stages' own `reports/timings/`; `python bench/stage_times.py` "
+            "prints them; DVC's own hashing between stages is not included):\n\n"
+            + stage_times_markdown(times)
         )
     return out
 
