@@ -255,8 +255,14 @@ def test_reward_model_ensemble_scores_the_members_mean_minus_k_std(tmp_path):
     cfg = RewardModelConfig(
         ensemble=2,
         conservative_k=0.5,
-        # group_by_length (the default): the length-grouped sampler needs the `length` column kept
-        train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=4, max_length=64, logging_steps=1),
+        train=TrainConfig(
+            epochs=2.0,
+            lr=5e-3,
+            batch_size=4,
+            max_length=64,
+            logging_steps=1,
+            group_by_length=True,  # the length-grouped sampler needs the `length` column kept
+        ),
     )
     summary = run_reward_model(cfg, policy_dir, _one_pair_mix(), tmp_path / "rm")
     assert [m["seed"] for m in summary["members"]] == [0, 1000]

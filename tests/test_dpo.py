@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 
 from rlhf.core.config import TrainConfig
@@ -38,7 +39,8 @@ def margin(model, tok):
     return sum(logp(model, tok, p, c) - logp(model, tok, p, r) for p, c, r in PAIRS[:4]) / 4
 
 
-def test_dpo_changes_weights_and_widens_the_margin_on_its_pairs():
+@pytest.mark.parametrize("grouped", [False, True], ids=["random", "group_by_length"])
+def test_dpo_changes_weights_and_widens_the_margin_on_its_pairs(grouped):
     import pyarrow as pa
 
     tok = train_tokenizer([t for triple in PAIRS for t in triple], 320)
@@ -52,7 +54,9 @@ def test_dpo_changes_weights_and_widens_the_margin_on_its_pairs():
             for p, c, r in PAIRS
         ]
     )
-    cfg = TrainConfig(epochs=3.0, lr=5e-3, batch_size=4, logging_steps=1, max_length=64)
+    cfg = TrainConfig(
+        epochs=3.0, lr=5e-3, batch_size=4, logging_steps=1, max_length=64, group_by_length=grouped
+    )
     model, summary = dpo(model, ref, tok, pairs_to_trl(table), cfg, beta=0.1, seed=0)
     after = margin(model, tok)
     changed = sum(not torch.equal(before_w[k], v) for k, v in model.state_dict().items())
