@@ -39,25 +39,43 @@ def _print_frame(df: pl.DataFrame, fmt: str, max_rows: int) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    return _guard(_sql, args)
+
+
+def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
+    from rlhf import sql
     from rlhf.analytics import views as analytics
     from rlhf.core import paths
+    from rlhf.core.config import ConfigError
+    from rlhf.core.datafiles import UsageError
 
+    root = Path(args.root)
     con = analytics.connect()
     iterations = None
-    params_file = Path(args.root) / paths.PARAMS
+    params_file = root / paths.PARAMS
     if not args.all_iterations and params_file.exists():
         from rlhf.core.config import load_params
 
-        iterations = list(load_params(params_file).iterations)
-    views = analytics.register_views(con, args.root, iterations)
+        try:
+            iterations = list(load_params(params_file).iterations)
+        except ConfigError as e:
+            raise UsageError(
+                f"{' '.join(str(e).split())} (rlhf sql reads only the iterations params.yaml names; "
+                "--all-iterations reads every one on disk without it)"
+            ) from None
+    # Absolute paths: the read-only connection allows files by their folder.
+    views = analytics.register_views(con, root.resolve(), iterations)
     if not views:
         print(
-            f"no pipeline outputs under {Path(args.root).resolve()}; run `dvc repro` first",
+            f"error: no pipeline outputs under {root.resolve()}: run `dvc repro` "
+            "or `rlhf share pull --datasets` first",
             file=sys.stderr,
         )
         return 1
+    if not args.allow_writes:
+        sql.restrict(con, root)
     if args.tables:
         for name, src in sorted(views.items()):
             cols = con.sql(f"SELECT * FROM {name} LIMIT 0").columns
@@ -66,12 +84,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     def run(q: str) -> bool:
         try:
+            if not args.allow_writes:
+                sql.check(con, q)
             rel = con.sql(q)
-        except duckdb.Error as e:
+            if rel is not None:
+                frame = rel.pl()
+        except sql.SqlRefused as e:
             print(f"error: {e}", file=sys.stderr)
             return False
+        except duckdb.Error as e:
+            print(f"error: {sql.explain(e, root, views)}", file=sys.stderr)
+            return False
         if rel is not None:
-            _print_frame(rel.pl(), args.format, args.max_rows)
+            _print_frame(frame, args.format, args.max_rows)
         return True
 
     if args.query:
@@ -382,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also read outputs of iterations params.yaml no longer names (left on disk by DVC)",
     )
+    q.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="DuckDB's full connection: COPY/EXPORT/ATTACH write files anywhere, any file is "
+        "readable, INSTALL fetches extensions. Default: read-only, reading only the project's "
+        "data/ and reports/",
+    )
+    q.add_argument("--debug", action="store_true", help="show tracebacks")
     q.set_defaults(func=cmd_sql)
 
     from rlhf.analytics import ablations

@@ -8,7 +8,7 @@ from rlhf.deps import closure
 from .conftest import REPO
 
 # Lowest first: the subpackages of rlhf/ (README: the code tree); a module may import its own
-# layer and those below it. Top-level modules (cli, share, profiles, deps, reproduce) are the tools
+# layer and those below it. Top-level modules (cli, sql, share, profiles, deps, reproduce) are the tools
 # on top.
 LAYERS = [
     ("core", "core"),
@@ -18,7 +18,7 @@ LAYERS = [
     ("online loop", "online"),
     ("evaluation", "evaluation"),
     ("analytics", "analytics"),
-    ("tools", "cli share profiles deps reproduce"),
+    ("tools", "cli sql share profiles deps reproduce"),
 ]
 LAYER = {m: i for i, (_, names) in enumerate(LAYERS) for m in names.split()}
 
