@@ -172,16 +172,17 @@ def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str
 def _guard(fn, args: argparse.Namespace) -> int:
     """One-line errors with meaningful exit codes; `--debug` shows the traceback instead."""
     from rlhf.core.datafiles import DataError, UsageError, WriteError
+    from rlhf.share import ShareError
 
     try:
         return fn(args)
-    except (UsageError, DataError, WriteError, FileNotFoundError) as e:
+    except (UsageError, DataError, WriteError, FileNotFoundError, ShareError) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         if isinstance(e, WriteError):
             return EXIT_WRITE
-        return EXIT_USAGE if isinstance(e, UsageError) else EXIT_UNREADABLE
+        return EXIT_USAGE if isinstance(e, UsageError | ShareError) else EXIT_UNREADABLE
 
 
 def _sniffed(rows) -> str | None:
@@ -340,38 +341,112 @@ def _share_selection(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--iteration", metavar="ITER", help="one iteration's tables and models")
     g.add_argument("--all", action="store_true", help="every cached output")
     sp.add_argument("--root", default=".", help="project directory (default: .)")
+    sp.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def cmd_share(args: argparse.Namespace) -> int:
-    """Print, push or pull the DVC targets of a selection; the transfer is DVC's own."""
+    return _guard(_share, args)
+
+
+def _share(args: argparse.Namespace) -> int:
+    """Print, push or pull the DVC targets of a selection; the transfer is DVC's own. A push
+    sends only what the local cache holds; a pull checks out every output it could fetch whole;
+    both name by path what they leave out."""
     import subprocess
 
     from rlhf import share
 
     kind = "datasets" if args.datasets else "models" if args.models else "all" if args.all else None
+    outs = share.tracked_outputs(args.root)
     try:
-        picked = share.targets(share.tracked_outputs(args.root), kind, args.iteration)
+        picked = share.targets(outs, kind, args.iteration)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.action == "targets":
         print("\n".join(picked))
         return 0
-    cmd = ["dvc", args.action, *(["-r", args.remote] if args.remote else []), *picked]
-    print("+ " + " ".join(cmd), file=sys.stderr)
-    return subprocess.run(cmd, cwd=args.root).returncode
+    remote = ["-r", args.remote] if args.remote else []
+
+    def dvc(action: str, paths: list[str]) -> int:
+        cmd = ["dvc", action, *remote, *paths] if action != "checkout" else ["dvc", action, *paths]
+        print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+        return subprocess.run(cmd, cwd=args.root).returncode
+
+    def named(lack) -> str:
+        return ", ".join(f"{o.path} ({o.stage})" for o in lack)
+
+    if args.action == "push":
+        have, lack = share.split_cached(outs, picked)
+        if lack:
+            print(
+                f"not pushed, not in the local DVC cache ({len(lack)}; their stages have not run "
+                f"here): {named(lack)}",
+                file=sys.stderr,
+            )
+        if not have:
+            print(
+                "error: nothing to push: no output of this selection is in the local DVC cache "
+                "(run `dvc repro` or `dvc pull` first)",
+                file=sys.stderr,
+            )
+            return 1
+        return dvc("push", have)
+    # Pull = fetch what the remote has, then check out only the outputs that came whole: an
+    # object missing on the remote then costs only its own output.
+    fetched = dvc("fetch", picked)
+    have, lack = share.split_cached(share.tracked_outputs(args.root), picked)
+    checked_out = dvc("checkout", have) if have else 0
+    if lack:
+        stages = " ".join(dict.fromkeys(o.stage for o in lack))
+        print(
+            f"error: not on the remote, not checked out ({len(lack)} of {len(picked)}): "
+            f"{named(lack)}; the other {len(have)} are checked out. Push them from a clone that "
+            f"has them (`rlhf share push`), or make them here: `dvc repro {stages}`",
+            file=sys.stderr,
+        )
+        return 1
+    return checked_out or fetched
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    return _guard(_verify, args)
+
+
+def _verify(args: argparse.Namespace) -> int:
     from rlhf import share
 
-    checked, bad = share.verify(share.tracked_outputs(args.root), args.root)
-    for m in bad:
+    outs = share.tracked_outputs(args.root)
+    checked, bad = share.verify(outs, args.root)
+    by_path = {o.path: o for o in outs}
+    corrupt = [m for m in bad if not m.missing]
+    missing = [m for m in bad if m.missing]
+    for m in corrupt:
         inside = f" ({', '.join(m.files)})" if m.files else ""
         print(f"{m.path}: expected {m.expected}, found {m.found}{inside}")
+        print(f"  repair: {share.repair_command(by_path[m.path])}")
+    if args.present:
+        if missing:
+            print(
+                f"not in the workspace, not checked ({len(missing)}): "
+                + ", ".join(m.path for m in missing),
+                file=sys.stderr,
+            )
+        present = checked - len(missing)
+        print(
+            f"{present} outputs present re-hashed against dvc.lock: "
+            + (f"{len(corrupt)} differ" if corrupt else "all match"),
+            file=sys.stderr,
+        )
+        return 1 if corrupt else 0
+    for m in missing:
+        print(f"{m.path}: expected {m.expected}, found missing")
+    found = [f"{len(corrupt)} differ"] * bool(corrupt) + [f"{len(missing)} missing"] * bool(missing)
+    hint = " (`rlhf verify --present` checks only the outputs that are here)" if missing else ""
     print(
         f"{checked} outputs re-hashed against dvc.lock: "
-        + (f"{len(bad)} differ" if bad else "all match"),
+        + (", ".join(found) if found else "all match")
+        + hint,
         file=sys.stderr,
     )
     return 1 if bad else 0
@@ -484,8 +559,11 @@ def main(argv: list[str] | None = None) -> int:
         "share",
         help="which outputs to push/pull through a DVC remote, or push/pull them",
         description="`targets` prints the outputs of a selection, one per line (for `dvc push` "
-        "or `dvc pull`); `push` and `pull` run DVC with them. Exit codes: DVC's; 2 for an "
-        "unknown iteration.",
+        "or `dvc pull`); `push` and `pull` run DVC with them. `push` sends only the outputs "
+        "the local DVC cache holds and names the others; `pull` fetches, checks out every "
+        "output that came whole and names by path the ones the remote lacks. Exit codes: "
+        "DVC's; 1 when a pull left an output out or a push had nothing to send; 2 for an "
+        "unknown iteration or a folder that is not a DVC project.",
     )
     sh.add_argument("action", choices=["targets", "push", "pull"])
     _share_selection(sh)
@@ -496,9 +574,17 @@ def main(argv: list[str] | None = None) -> int:
         "verify",
         help="re-hash every output against dvc.lock (DVC trusts size and mtime)",
         description="Exit 0 when every output recorded in dvc.lock has the recorded hash, 1 "
-        "when any differs or is missing (each named on stdout).",
+        "when any differs or is missing (each named on stdout; a differing one with the "
+        "command that repairs it), 2 outside a DVC project.",
     )
     v.add_argument("--root", default=".", help="project directory (default: .)")
+    v.add_argument(
+        "--present",
+        action="store_true",
+        help="check only the outputs in the workspace (after a partial pull, or when only "
+        "some stages ran); the missing ones are listed apart and do not fail",
+    )
+    v.add_argument("--debug", action="store_true", help="show tracebacks")
     v.set_defaults(func=cmd_verify)
 
     from rlhf.reproduce import EXIT_CODES_HELP as REPRODUCE_EXIT_CODES

@@ -10,11 +10,18 @@ byte flipped in place (bit rot, an editor, `cp -p` of another file) goes unnotic
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 Kind = Literal["datasets", "models", "all"]
+
+
+class ShareError(Exception):
+    """The project cannot be read as a DVC project (not one, or a broken dvc.yaml / dvc.lock);
+    the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -29,22 +36,75 @@ class TrackedOut:
     """The hash dvc.lock records (`<md5>.dir` for a folder); None if the stage never ran."""
     cached: bool
     """Whether DVC caches it (and so pushes it); uncached outputs (metrics) live in git."""
+    in_cache: bool = False
+    """Whether the local DVC cache holds it whole (a folder: its listing and every file in it),
+    so that `dvc push` can send it and `dvc checkout` restore it."""
 
 
 def tracked_outputs(root: str | Path = ".") -> list[TrackedOut]:
     """Every output of every stage, as dvc.yaml declares it and dvc.lock records it."""
+    from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        return [
-            TrackedOut(
-                o.stage.addressing,
-                o.def_path,
-                o.hash_info.value if o.hash_info else None,
-                bool(o.use_cache),
-            )
-            for o in repo.index.outs
-        ]
+    try:
+        with Repo(str(root)) as repo:
+            odb = repo.cache.local
+            outs = []
+            for o in repo.index.outs:
+                md5 = o.hash_info.value if o.hash_info else None
+                cached = bool(o.use_cache)
+                outs.append(
+                    TrackedOut(
+                        o.stage.name,
+                        o.def_path,
+                        md5,
+                        cached,
+                        bool(cached and md5 and odb is not None and _in_cache(odb, md5)),
+                    )
+                )
+            return outs
+    except NotDvcRepoError:
+        raise ShareError(
+            f"{Path(root).resolve()} is not in a DVC project (no .dvc folder there or above): "
+            "run it in the project's clone, or pass --root"
+        ) from None
+    except DvcException as e:
+        raise ShareError(f"DVC cannot read the project: {' '.join(str(e).split())}") from None
+
+
+def _in_cache(odb, md5: str) -> bool:
+    """Whether the object `md5` is in the local cache `odb`; for `<md5>.dir`, its listing and
+    every file it lists."""
+    path = odb.oid_to_path(md5)
+    if not os.path.isfile(path):
+        return False
+    if not md5.endswith(".dir"):
+        return True
+    try:
+        listing = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return all(os.path.isfile(odb.oid_to_path(e["md5"])) for e in listing)
+
+
+def split_cached(outs: list[TrackedOut], picked: list[str]) -> tuple[list[str], list[TrackedOut]]:
+    """The picked output paths the local cache holds whole, and the outputs it does not."""
+    by_path = {o.path: o for o in outs}
+    have = [p for p in picked if by_path[p].in_cache]
+    lack = [by_path[p] for p in picked if not by_path[p].in_cache]
+    return have, lack
+
+
+def repair_command(o: TrackedOut) -> str:
+    """The shell command that restores output `o` to the bytes dvc.lock records. DVC trusts
+    size and mtime, so `dvc checkout --force` leaves a changed byte in place: the copy is
+    removed first."""
+    rm = f"rm -rf {o.path}"
+    if not o.cached:  # git-tracked (cache: false)
+        return f"git checkout -- {o.path}   (or: dvc repro --force {o.stage})"
+    if o.in_cache:
+        return f"{rm} && dvc checkout {o.path}"
+    return f"{rm} && dvc pull {o.path}   (not in the local cache; or: {rm} && dvc repro {o.stage})"
 
 
 def targets(
@@ -81,6 +141,10 @@ class Mismatch:
     files: tuple[str, ...] = ()
     """For a folder whose listing is in the local DVC cache: the files in it that differ, are
     missing or are extra."""
+
+    @property
+    def missing(self) -> bool:
+        return self.found == "missing"
 
 
 def _file_md5s(folder: Path) -> dict[str, str]:
@@ -141,8 +205,6 @@ def verify(outs: list[TrackedOut], root: str | Path = ".") -> tuple[int, list[Mi
 def _differing_files(root: Path, have: dict[str, str], md5: str) -> tuple[str, ...]:
     """The files of a folder (relpath -> md5 in the workspace) that differ from, or are
     missing in or extra to, the listing `md5` names in the local DVC cache; () without it."""
-    import json
-
     listing = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     if not listing.exists():
         return ()

@@ -6,16 +6,19 @@ shell commands (seconds, no model), with a directory remote."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from .conftest import REPO
+from .conftest import REPO, run_dvc
 from .conftest import run_rlhf as rlhf
 
 GIT_ENV = {
@@ -126,3 +129,137 @@ def test_sql_with_a_broken_params_yaml_is_one_line(tables):
     assert "params.yaml" in line and "--all-iterations" in line
     ok = rlhf(tables, "sql", "SELECT count(*) AS n FROM pairs", "--all-iterations")
     assert ok.returncode == 0, ok.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# rlhf verify / rlhf share on a small DVC project
+# ------------------------------------------------------------------------------------------
+
+DVC_YAML = {
+    "stages": {
+        "one": {"cmd": "echo one-one-one > one.txt", "outs": ["one.txt"]},
+        "two": {
+            "cmd": "mkdir -p two && echo two-two-two > two/a.txt && echo 2 > two/b.txt",
+            "outs": ["two"],
+        },
+        "note": {
+            "cmd": "echo '{\"n\": 1}' > note.json",
+            "metrics": [{"note.json": {"cache": False}}],
+        },
+    }
+}
+OUTPUTS = ("one.txt", "two", "note.json")
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, env=GIT_ENV)
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A git+DVC project whose three stages ran, with a committed directory remote."""
+    root = tmp_path / "small"
+    root.mkdir()
+    git(root, "init", "-q")
+    assert run_dvc(root, "init", "-q").returncode == 0
+    (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
+    r = run_dvc(root, "repro")
+    assert r.returncode == 0, r.stderr
+    assert run_dvc(root, "remote", "add", "-d", "store", str(tmp_path / "store")).returncode == 0
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "ran")
+    return root
+
+
+def flip(p: Path) -> None:
+    """Change one byte, keeping size and mtime (DVC does not notice)."""
+    st = p.stat()
+    data = bytearray(p.read_bytes())
+    data[0] ^= 0x01
+    p.write_bytes(bytes(data))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_verify_and_share_outside_a_dvc_project_are_one_line(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for args in (("verify",), ("verify", "--present"), ("share", "push", "--all")):
+        r = rlhf(plain, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "is not in a DVC project" in one_line_error(r)
+
+
+def test_verify_present_lists_missing_apart_and_prints_a_repair_that_works(small):
+    (small / "one.txt").unlink()
+    r = rlhf(small, "verify")
+    assert r.returncode == 1
+    assert "one.txt: expected" in r.stdout and "1 missing" in r.stderr
+    assert "rlhf verify --present" in r.stderr
+    r = rlhf(small, "verify", "--present")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "not in the workspace, not checked (1): one.txt" in r.stderr
+    assert "2 outputs present re-hashed against dvc.lock: all match" in r.stderr
+
+    flip(small / "two/a.txt")
+    flip(small / "note.json")
+    r = rlhf(small, "verify", "--present")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = r.stdout.splitlines()
+    assert any(ln.startswith("two: expected ") and "(a.txt)" in ln for ln in lines), lines
+    assert "  repair: rm -rf two && dvc checkout two" in lines
+    assert any(ln.startswith("  repair: git checkout -- note.json") for ln in lines), lines
+    assert "2 differ" in r.stderr
+    # The printed repair restores the bytes (a plain `dvc checkout --force` would not).
+    bindir = Path(sys.executable).parent
+    env = {**GIT_ENV, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    repair = "rm -rf two && dvc checkout two"
+    subprocess.run(repair, shell=True, cwd=small, check=True, env=env, capture_output=True)
+    git(small, "checkout", "--", "note.json")
+    r = rlhf(small, "verify", "--present")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _drop_from_cache(root: Path, path: str) -> None:
+    """Remove an output's objects from the local DVC cache (as on a clone where its stage
+    never ran), keeping its hash in dvc.lock."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    for st in lock["stages"].values():
+        for o in st.get("outs", []):
+            if o["path"] == path:
+                md5 = o["md5"]
+                obj = root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+                if md5.endswith(".dir"):
+                    for e in json.loads(obj.read_text()):
+                        (root / ".dvc/cache/files/md5" / e["md5"][:2] / e["md5"][2:]).unlink()
+                obj.unlink()
+
+
+def test_push_sends_only_what_the_cache_holds_and_pull_checks_out_what_it_got(small, tmp_path):
+    store = tmp_path / "store"
+    _drop_from_cache(small, "two")
+    before = snapshot(small, *OUTPUTS)
+    r = rlhf(small, "share", "push", "--all")
+    assert r.returncode == 0, r.stderr
+    assert "not pushed, not in the local DVC cache (1" in r.stderr and "two (two)" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert snapshot(small, *OUTPUTS) == before
+    assert any(p.is_file() for p in store.rglob("*"))
+
+    mate = tmp_path / "mate"
+    subprocess.run(["git", "clone", "-q", str(small), str(mate)], check=True)
+    r = rlhf(mate, "share", "pull", "--all")
+    assert r.returncode == 1
+    line = one_line_error(r)
+    assert "not on the remote, not checked out (1 of 2): two (two)" in line
+    assert "dvc repro two" in line
+    # Everything the remote had is checked out, byte for byte.
+    assert (mate / "one.txt").read_bytes() == (small / "one.txt").read_bytes()
+    assert not (mate / "two").exists()
+
+
+def test_push_with_nothing_in_the_cache_is_one_line(small):
+    for p in ("one.txt", "two"):
+        _drop_from_cache(small, p)
+    r = rlhf(small, "share", "push", "--all")
+    assert r.returncode == 1
+    assert "nothing to push" in one_line_error(r)
