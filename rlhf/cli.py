@@ -169,6 +169,20 @@ def _verdict(kept: int, quarantine: list[dict], rows, max_share: float, fmt: str
     return EXIT_QUALITY
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    import os
+
+    return bool(
+        getattr(args, "debug", False)
+        or getattr(args, "debug_all", False)
+        or os.environ.get("RLHF_DEBUG")
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def _guard(fn, args: argparse.Namespace) -> int:
     """One-line errors with meaningful exit codes; `--debug` shows the traceback instead."""
     from rlhf.core.datafiles import DataError, UsageError, WriteError
@@ -177,12 +191,45 @@ def _guard(fn, args: argparse.Namespace) -> int:
     try:
         return fn(args)
     except (UsageError, DataError, WriteError, FileNotFoundError, ShareError) as e:
-        if args.debug:
+        if _debug(args):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         if isinstance(e, WriteError):
             return EXIT_WRITE
         return EXIT_USAGE if isinstance(e, UsageError | ShareError) else EXIT_UNREADABLE
+
+
+def _run_guarded(args: argparse.Namespace) -> int:
+    """Any subcommand: whatever escapes it is one line, never a traceback, unless --debug."""
+    import os
+
+    from rlhf.core.config import ConfigError
+
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `rlhf sql ... | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        if _debug(args):
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as e:
+        if _debug(args):
+            raise
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        if _debug(args):
+            raise
+        print(
+            f"error: {type(e).__name__}: {_one_line(e)} "
+            f"(`rlhf --debug {args.command} ...` shows where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _sniffed(rows) -> str | None:
@@ -470,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument(
+        "--debug",
+        dest="debug_all",
+        action="store_true",
+        help="show tracebacks instead of one-line errors (any subcommand; or RLHF_DEBUG=1)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("sql", help="DuckDB SQL over every Parquet output and metrics file")
     q.add_argument("query", nargs="?", help="one statement; omit for an interactive session")
@@ -553,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         help="use: replace a params.yaml with edits no profile reproduces (kept as "
         "params.yaml.bak-<n> first); without it such a params.yaml is refused",
     )
+    pf.add_argument("--debug", action="store_true", help="show tracebacks")
     pf.set_defaults(func=cmd_profile)
 
     sh = sub.add_parser(
@@ -611,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--debug", action="store_true", help="show tracebacks")
     rp.set_defaults(func=cmd_reproduce)
     args = p.parse_args(argv)
-    return args.func(args)
+    return _run_guarded(args)
 
 
 if __name__ == "__main__":

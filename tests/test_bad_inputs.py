@@ -263,3 +263,16 @@ def test_push_with_nothing_in_the_cache_is_one_line(small):
     r = rlhf(small, "share", "push", "--all")
     assert r.returncode == 1
     assert "nothing to push" in one_line_error(r)
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    r = rlhf(tmp_path, "ablations", "run", "--seeds", "zero")
+    assert r.returncode == 1
+    assert "ValueError" in one_line_error(r) and "--debug" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "rlhf.cli", "--debug", "ablations", "run", "--seeds", "zero"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert "Traceback" in r.stderr
