@@ -232,6 +232,51 @@ def _run_guarded(args: argparse.Namespace) -> int:
         return 1
 
 
+def _refuse_one_object(spec: str, rows) -> None:
+    """A JSON-lines reader sees a pretty-printed single object as one bad line per line:
+    refuse it as not JSON lines (exit 3) instead of quarantining its lines."""
+    import json
+
+    from rlhf.core.datafiles import BadRow, DataError, _open_bytes
+
+    path = Path(spec)
+    if not rows.lines or not path.is_file() or not all(isinstance(r, BadRow) for r in rows):
+        return
+    try:
+        obj = json.loads(_open_bytes(path))
+    except (ValueError, DataError):
+        return
+    if isinstance(obj, dict):
+        raise DataError(
+            f"{spec}: one JSON object ({len(obj)} keys), expected JSON lines or a JSON array "
+            "(one object per line, or [{...}, {...}]); nothing was written"
+        )
+
+
+def _prompt_formats_fitting(rows) -> list[str]:
+    """The `rlhf prompts --from` formats that read most of the first rows (best first)."""
+    from rlhf.prompts.sources import PROMPT_FORMATS
+
+    head = [r for r in rows[:200] if isinstance(r, dict)]
+    pairish = ("chosen", "rejected", "response", "completion")
+    if any(w in k.lower() for r in head for k in r for w in pairish):
+        return []  # answers to compare: a preference format we do not know, not prompts
+    hits: dict[str, int] = {}
+    for name, (fn, _) in PROMPT_FORMATS.items():
+        n = 0
+        for r in head:
+            try:
+                res = fn(r)
+            except Exception:  # a format that does not fit a row at all
+                continue
+            n += not (isinstance(res, tuple) and res and isinstance(res[0], str))
+        hits[name] = n
+    best = max(hits.values(), default=0)
+    if not head or best * 2 < len(head):
+        return []
+    return [n for n, h in hits.items() if h == best]
+
+
 def _sniffed(rows) -> str | None:
     from rlhf.preferences.formats import sniff
 
@@ -254,13 +299,22 @@ def _convert(args: argparse.Namespace) -> int:
     )
     check_outputs([args.input], [args.output, quarantine_path])
     rows = load_rows(args.input, args.split)
+    _refuse_one_object(args.input, rows)
     name = args.fmt
     if name == "auto":
         name, share = sniff(rows)
         if name is None:
+            prompt_fmts = _prompt_formats_fitting(rows)
+            if prompt_fmts:
+                raise UsageError(
+                    f"{args.input}: prompts, not preference pairs (no chosen/rejected): "
+                    f"`rlhf prompts --from {prompt_fmts[0]} {args.input} OUT.parquet`"
+                    + (f" (or --from {' / '.join(prompt_fmts[1:])})" if prompt_fmts[1:] else "")
+                )
             keys = sorted({k for r in rows[:200] if isinstance(r, dict) for k in r})
             raise UsageError(
-                f"{args.input}: no known format fits its rows (fields: {', '.join(keys[:12])}); "
+                f"{args.input}: no known format fits its rows (fields: "
+                f"{', '.join(keys[:12]) or 'none: no row is a JSON object'}); "
                 f"pick one with --from (rlhf convert --help lists them)"
             )
         print(f"--from auto: {name} ({share:.0%} of the first rows have its fields)")
@@ -312,6 +366,7 @@ def _prompts(args: argparse.Namespace) -> int:
     qpath = sibling(args.output, "quarantine")
     check_outputs([args.input], [args.output, qpath])
     rows = load_rows(args.input, args.split)
+    _refuse_one_object(args.input, rows)
     pool, quarantine, report = convert_prompts(args.fmt, rows, args.source)
     q = validate("quarantine", pa_table(quarantine, "quarantine"), qpath)
     if pool.num_rows:  # both replaced, or neither (a failure, or no prompts)

@@ -276,3 +276,50 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path)
         cwd=REPO,
     )
     assert "Traceback" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# rlhf convert / rlhf prompts
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def old_output(tmp_path):
+    """An existing output and quarantine, which a failed run must leave as they are."""
+    out, q = tmp_path / "s.parquet", tmp_path / "s.quarantine.parquet"
+    out.write_bytes(b"old output")
+    q.write_bytes(b"old quarantine")
+    return out, q
+
+
+@pytest.mark.parametrize("cmd", [("convert", "--from", "hh-rlhf"), ("prompts", "--from", "plain")])
+def test_one_pretty_printed_json_object_is_refused_as_not_json_lines(tmp_path, old_output, cmd):
+    out, q = old_output
+    src = tmp_path / "one.json"
+    src.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b"}, indent=2))
+    extra = ("--quarantine", str(q)) if cmd[0] == "convert" else ()
+    r = subprocess.run(
+        [sys.executable, "-m", "rlhf.cli", *cmd, str(src), str(out), *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "expected JSON lines or a JSON array" in one_line_error(r)
+    assert out.read_bytes() == b"old output" and q.read_bytes() == b"old quarantine"
+
+
+def test_convert_auto_on_a_question_file_points_to_rlhf_prompts(tmp_path, old_output):
+    out, q = old_output
+    src = tmp_path / "question.jsonl"
+    rows = [{"question_id": i, "category": "writing", "turns": [f"q{i}", "more"]} for i in range(3)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = subprocess.run(
+        [sys.executable, "-m", "rlhf.cli", "convert", "--from", "auto", str(src), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "`rlhf prompts --from questions " in one_line_error(r)
+    assert out.read_bytes() == b"old output" and q.read_bytes() == b"old quarantine"
