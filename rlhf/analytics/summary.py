@@ -1,8 +1,10 @@
 """The README's results block, generated from the report, never typed by hand.
 
 ``python -m rlhf.analytics.summary --readme README.md`` rewrites the block between
-``<!-- results:start -->`` and ``<!-- results:end -->`` with ``reports/summary.md`` (written by
-the `report` stage) and the stage wall times of the last run (``reports/timings/``).
+``<!-- results:start -->`` and ``<!-- results:end -->`` with the short version of
+``reports/summary.md`` (written by the `report` stage): the claims' verdicts and the policies'
+headline table. The whole summary, the full report and the stage wall times of the last run
+(``reports/timings/``) go to the docs' results page (``python -m rlhf.docs_pages``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import json
 import re
 from pathlib import Path
 
+from rlhf.analytics.render import SUMMARY_SECTIONS
 from rlhf.core import paths
 from rlhf.core.io import write_text
+
+# What a first visit needs: does the paper's recipe hold here, and by how much.
+README_SECTIONS = SUMMARY_SECTIONS[:2]
 
 
 def stage_times(timings_dir: Path) -> dict[str, dict]:
@@ -35,33 +41,65 @@ def stage_times_markdown(times: dict[str, dict]) -> str:
     return "\n".join(rows) + f"\n\nIn all {(work + up) / 60:.1f} min of stage processes."
 
 
-def results_markdown(root: Path = Path(".")) -> str:
+def timings_markdown(root: Path = Path(".")) -> str | None:
+    """The stage-times section, or None when this workspace has no timings (they are
+    git-ignored: a fresh clone has none until it runs the stages)."""
+    times = stage_times(root / paths.TIMINGS_DIR)
+    if not times:
+        return None
+    return (
+        "**Stage times of the run that wrote this block** (seconds on the machine that "
+        "ran it, from the stages' own `reports/timings/`; `python bench/stage_times.py` "
+        "prints them; DVC's own hashing between stages is not included):\n\n"
+        + stage_times_markdown(times)
+    )
+
+
+def summary_text(root: Path = Path(".")) -> str:
     summary = root / paths.REPORT_SUMMARY_MD
     if not summary.exists():
         raise SystemExit(f"{summary}: missing; run `dvc repro` (its `report` stage writes it)")
-    out = summary.read_text().strip()
-    times = stage_times(root / paths.TIMINGS_DIR)
-    if times:
-        out += (
-            "\n\n**Stage times of the run that wrote this block** (seconds on the machine that "
-            "ran it, from the stages' own `reports/timings/`; `python bench/stage_times.py` "
-            "prints them; DVC's own hashing between stages is not included):\n\n"
-            + stage_times_markdown(times)
-        )
+    return summary.read_text().strip()
+
+
+def results_markdown(root: Path = Path(".")) -> str:
+    """The whole summary, then the stage times when this workspace has them."""
+    out = summary_text(root)
+    if (times := timings_markdown(root)) is not None:
+        out += "\n\n" + times
     return out
 
 
-def update_readme(readme: Path, root: Path = Path(".")) -> None:
-    text = readme.read_text()
-    block = f"<!-- results:start -->\n{results_markdown(root)}\n<!-- results:end -->"
-    new, n = re.subn(
-        r"<!-- results:start -->.*?<!-- results:end -->", lambda _: block, text, flags=re.S
-    )
+def summary_sections(text: str) -> dict[str, str]:
+    """`reports/summary.md` by section: each starts with a line `**Title.**`."""
+    parts = re.split(r"^\*\*(.+?)\.\*\*$", text, flags=re.M)
+    return {title: body.strip() for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def readme_results_markdown(root: Path = Path(".")) -> str:
+    """The README's short version: the claims' verdicts and the headline table."""
+    sections = summary_sections(summary_text(root))
+    missing = [t for t in README_SECTIONS if t not in sections]
+    if missing:
+        raise SystemExit(f"{root / paths.REPORT_SUMMARY_MD}: no section {missing}")
+    return "\n\n".join(f"**{t}.**\n\n{sections[t]}" for t in README_SECTIONS)
+
+
+def replace_block(text: str, name: str, body: str, where: str = "text") -> str:
+    """`text` with the body of its one `<!-- name:start -->` ... `<!-- name:end -->` block
+    (each marker a line of its own) replaced by `body`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    # Markers are lines of their own: prose may quote one in backticks.
+    pattern = "^" + re.escape(start) + r"$.*?^" + re.escape(end) + "$"
+    new, n = re.subn(pattern, lambda _: f"{start}\n{body}\n{end}", text, flags=re.S | re.M)
     if n != 1:
-        raise SystemExit(
-            f"{readme}: needs exactly one <!-- results:start --> ... <!-- results:end --> block"
-        )
-    write_text(readme, new)
+        raise SystemExit(f"{where}: needs exactly one {start} ... {end} block")
+    return new
+
+
+def update_readme(readme: Path, root: Path = Path(".")) -> None:
+    text = replace_block(readme.read_text(), "results", readme_results_markdown(root), str(readme))
+    write_text(readme, text)
 
 
 def main() -> None:
