@@ -1,4 +1,4 @@
-"""Imports only go down the pipeline's layers (README: the code tree), and no module that
+"""Imports only go down the pipeline's layers (docs/architecture.md), and no module that
 trains, labels or selects pairs can reach the gold judge."""
 
 import ast
@@ -7,9 +7,9 @@ from rlhf.deps import closure
 
 from .conftest import REPO
 
-# Lowest first: the subpackages of rlhf/ (README: the code tree); a module may import its own
-# layer and those below it. Top-level modules (cli, sql, share, profiles, deps, reproduce) are the tools
-# on top.
+# Lowest first: the subpackages of rlhf/ (docs/architecture.md); a module may import its own
+# layer and those below it. Top-level modules (cli, sql, share, profiles, deps, reproduce,
+# docs_pages) are the tools on top.
 LAYERS = [
     ("core", "core"),
     ("world", "world"),
@@ -18,7 +18,7 @@ LAYERS = [
     ("online loop", "online"),
     ("evaluation", "evaluation"),
     ("analytics", "analytics"),
-    ("tools", "cli sql share profiles deps reproduce"),
+    ("tools", "cli sql share profiles deps reproduce docs_pages"),
 ]
 LAYER = {m: i for i, (_, names) in enumerate(LAYERS) for m in names.split()}
 
