@@ -178,10 +178,11 @@ def test_sql_over_the_run(project):
     assert "sft,0.5" in out
 
 
-def test_every_sql_query_in_the_readme_runs_on_the_run(project):
+def test_every_sql_query_in_the_docs_runs_on_the_run(project):
     from rlhf.analytics.views import connect, register_views
 
-    block = re.search(r"Useful queries:\s*```sql\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    analytics = (REPO / "docs" / "analytics.md").read_text()
+    block = re.search(r"### Useful queries\n.*?```sql\n(.*?)```", analytics, re.S)
     queries = [q.strip() for q in block.group(1).split(";") if q.strip()]
     assert len(queries) >= 5
     con = connect()
