@@ -174,8 +174,8 @@ def params_page(root: Path) -> str:
 FORMAT_RULES = {
     "hh-rlhf": "transcripts `\\n\\nHuman: …\\n\\nAssistant: …` → messages; pairs that differ "
     "before the last turn are quarantined (`prefix_mismatch`), never re-cut",
-    "shp": "also reads `post_id`, `history`; score ratio ≥ `min_ratio`, ≤ `max_pairs_per_prompt` "
-    "pairs per post (highest ratio first); a label contradicting the scores is quarantined",
+    "shp": "score ratio ≥ `min_ratio`, ≤ `max_pairs_per_prompt` pairs per post (highest ratio "
+    "first); a label contradicting the scores is quarantined",
     "helpsteer": "pairs of responses to one prompt by `helpfulness` gap ≥ `min_margin` (the other "
     "attributes `coherence`, `complexity`, `verbosity` are kept); a response left in no pair "
     "is quarantined",
