@@ -333,11 +333,6 @@ def report_page(root: Path) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _block_body(text: str, name: str) -> str | None:
-    m = re.search(rf"^<!-- {name}:start -->\n(.*?)\n?^<!-- {name}:end -->$", text, re.S | re.M)
-    return m.group(1) if m else None
-
-
 def stage_times_page(root: Path) -> str | None:
     """The stage times of the run that wrote dvc.lock. They are git-ignored, so a workspace
     rewrites the block only when it timed at least every stage the block names (after a
@@ -345,7 +340,7 @@ def stage_times_page(root: Path) -> str | None:
     new = summary.timings_markdown(root)
     if new is None:
         return None
-    old = _block_body((root / "docs/results.md").read_text(), "stage-times") or ""
+    old = summary.block_body((root / "docs/results.md").read_text(), "stage-times") or ""
     named = set(re.findall(r"^\| `([^`]+)` \|", old, re.M))
     have = set(summary.stage_times(root / paths.TIMINGS_DIR))
     return new if named <= have else None

@@ -85,13 +85,29 @@ def readme_results_markdown(root: Path = Path(".")) -> str:
     return "\n\n".join(f"**{t}.**\n\n{sections[t]}" for t in README_SECTIONS)
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def _block_pattern(name: str) -> re.Pattern:
+    start, end = _markers(name)
+    # Markers are lines of their own: prose may quote one in backticks.
+    return re.compile(
+        "^" + re.escape(start) + r"\n(.*?)\n?^" + re.escape(end) + "$", flags=re.S | re.M
+    )
+
+
+def block_body(text: str, name: str) -> str | None:
+    """The body of `text`'s `<!-- name:start -->` ... `<!-- name:end -->` block, if any."""
+    m = _block_pattern(name).search(text)
+    return m.group(1) if m else None
+
+
 def replace_block(text: str, name: str, body: str, where: str = "text") -> str:
     """`text` with the body of its one `<!-- name:start -->` ... `<!-- name:end -->` block
     (each marker a line of its own) replaced by `body`."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    # Markers are lines of their own: prose may quote one in backticks.
-    pattern = "^" + re.escape(start) + r"$.*?^" + re.escape(end) + "$"
-    new, n = re.subn(pattern, lambda _: f"{start}\n{body}\n{end}", text, flags=re.S | re.M)
+    start, end = _markers(name)
+    new, n = _block_pattern(name).subn(lambda _: f"{start}\n{body}\n{end}", text)
     if n != 1:
         raise SystemExit(f"{where}: needs exactly one {start} ... {end} block")
     return new
