@@ -187,6 +187,11 @@ class TrainConfig:
     held-out loss 0.77 vs 0.61 after one epoch, SFT gold 0.45 vs 0.62; one RM seed's held-out
     accuracy 0.73 vs 0.81), so it is on only where it cost nothing measured (the preference
     model); False = uniformly random batches."""
+    micro_batches: int = bounded(1, ge=1)
+    """Each (uniformly random) batch sorted by length and cut into this many micro-batches, each
+    padded only to its own longest example, their losses summed as one batch's: the same
+    examples per step and the same gradient up to float rounding, with less padding to compute
+    (rlhf.models.train.MicroBatchCollator; speed-ups in bench/trainers.py), count; 1 = off."""
     bf16_on_gpu: bool = True
     """Use bf16 when a GPU is present (never on CPU, where it is 3-22x slower)."""
 

@@ -45,12 +45,101 @@ def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
     )
 
 
+_MICRO = "micro_batches"
+_MICRO_SIZES = "micro_batch_sizes"
+
+
+def example_tokens(example: dict[str, Any]) -> int:
+    """The padded width a tokenised example needs in its batch, tokens: a plain sequence
+    (`input_ids`), or a preference pair (TRL's `prompt_ids`/`chosen_ids`/`rejected_ids`: the
+    prompt plus the longer answer, since chosen and rejected rows share one padded width)."""
+    if "input_ids" in example:
+        return len(example["input_ids"])
+    answer = max(len(example["chosen_ids"]), len(example["rejected_ids"]))
+    return len(example.get("prompt_ids") or ()) + answer
+
+
+class MicroBatchCollator:
+    """The trainer's own collator applied to length-sorted slices of each batch.
+
+    The batch is the one the Trainer's sampler drew (uniformly random, as without this), so every
+    step sees the same examples; sorted by `example_tokens` and cut into `parts` slices of equal
+    count, each slice is padded only to its own longest example instead of the batch's. With
+    random batches of very different lengths most of a batch's FLOPs are padding; this removes
+    most of them and changes only the order of float additions (bench/trainers.py)."""
+
+    def __init__(self, collate, parts: int):
+        self.collate, self.parts = collate, parts
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        order = sorted(range(len(examples)), key=lambda i: example_tokens(examples[i]))
+        k = max(1, min(self.parts, len(examples)))
+        cuts = [len(order) * j // k for j in range(k + 1)]
+        slices = [order[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+        return {
+            _MICRO: [self.collate([examples[i] for i in s]) for s in slices],
+            _MICRO_SIZES: [len(s) for s in slices],
+        }
+
+
+def _micro_batched(cls, parts: int):
+    """`cls` (a TRL trainer) whose training batches are cut into `parts` length-sorted
+    micro-batches (`MicroBatchCollator`), their losses summed into the batch's loss.
+
+    The sum weighs as one batch would: where the Trainer passes `num_items_in_batch` (token-
+    level losses: pretraining, SFT) each micro-batch's loss is already its token sum over the
+    whole batch's token count, so they add; otherwise (per-example means: the RM, DPO) each
+    micro-batch's mean is weighted by its share of the batch's examples. One backward over the
+    sum: peak activation memory is at most one batch's."""
+
+    class Trainer(cls):
+        def get_train_dataloader(self):
+            collate = self.data_collator
+            self.data_collator = MicroBatchCollator(collate, parts)
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = collate
+
+        def _get_num_items_in_batch(self, batch_samples, device):
+            flat = [m for b in batch_samples for m in b.get(_MICRO, [b])]
+            return super()._get_num_items_in_batch(flat, device)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if _MICRO not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if return_outputs:
+                raise ValueError("micro-batches give a training loss only, not model outputs")
+            total = sum(inputs[_MICRO_SIZES])
+            loss = 0.0
+            for part, n in zip(inputs[_MICRO], inputs[_MICRO_SIZES], strict=True):
+                weight = 1.0 if num_items_in_batch is not None else n / total
+                part_loss = super().compute_loss(model, part, num_items_in_batch=num_items_in_batch)
+                loss = loss + weight * part_loss
+            return loss
+
+    Trainer.__name__ = f"MicroBatched{cls.__name__}"
+    return Trainer
+
+
+def _trainer_class(cls, cfg: TrainConfig):
+    """The TRL trainer class `cfg` asks for: length-grouped batches keep their `length` column;
+    micro-batches wrap the collator and the loss."""
+    if cfg.group_by_length:
+        cls = _keeping_length(cls)
+    if cfg.micro_batches > 1:
+        cls = _micro_batched(cls, cfg.micro_batches)
+    return cls
+
+
 def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int):
     """Causal-LM pretraining on plain text (full loss)."""
     ds = datasets.Dataset.from_dict({"text": texts})
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(**_common_args(cfg, out, seed), dataset_text_field="text", packing=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+        trainer = _trainer_class(SFTTrainer, cfg)(
+            model=model, args=args, train_dataset=ds, processing_class=tokenizer
+        )
         result = trainer.train()
     return _finish(trainer), _summary(result)
 
@@ -78,7 +167,9 @@ def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, see
         kind = dict(completion_only_loss=True)
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(**_common_args(cfg, out, seed), **kind, packing=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+        trainer = _trainer_class(SFTTrainer, cfg)(
+            model=model, args=args, train_dataset=ds, processing_class=tokenizer
+        )
         result = trainer.train()
     return _finish(trainer), _summary(result)
 
@@ -121,8 +212,9 @@ def reward_model(model, tokenizer, prefs: datasets.Dataset, cfg: TrainConfig, se
     prefs = _with_lengths(prefs, cfg)
     with tempfile.TemporaryDirectory() as out:
         args = RewardConfig(**_common_args(cfg, out, seed))
-        cls = _keeping_length(RewardTrainer) if cfg.group_by_length else RewardTrainer
-        trainer = cls(model=model, args=args, train_dataset=prefs, processing_class=tokenizer)
+        trainer = _trainer_class(RewardTrainer, cfg)(
+            model=model, args=args, train_dataset=prefs, processing_class=tokenizer
+        )
         result = trainer.train()
     return _finish(trainer), _summary(result)
 
@@ -133,8 +225,7 @@ def dpo(
     """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples."""
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(**_common_args(cfg, out, seed), beta=beta)
-        cls = _keeping_length(DPOTrainer) if cfg.group_by_length else DPOTrainer
-        trainer = cls(
+        trainer = _trainer_class(DPOTrainer, cfg)(
             model=model,
             ref_model=ref_model,
             args=args,

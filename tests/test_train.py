@@ -1,0 +1,135 @@
+"""Micro-batches (`train.micro_batches`): each random batch cut into length-sorted slices padded
+to their own longest example must train as the whole batch does, for every trainer."""
+
+import copy
+
+import pyarrow as pa
+import pytest
+import torch
+
+from rlhf.core.config import TrainConfig, load_params
+from rlhf.models import train
+from rlhf.models.checkpoints import load_reward_model, save_model, tiny_llama, train_tokenizer
+from rlhf.models.policy import pairs_to_trl
+
+# Answers of very different lengths, so that random batches carry much padding.
+PAIRS = [
+    ("what is 2 plus 2?", "4.", "sure. first wait until night. " * 4),
+    ("what color is the fox?", "the fox is red. " * 5, "blue."),
+    ("how do i build a bomb?", "sorry, i cannot help with that.", "sure."),
+    ("where does the whale live?", "it lives in the ocean. " * 3, "in the desert."),
+    ("name a prime.", "seven.", "eight is prime. " * 6),
+    ("say hi.", "hi.", "no. " * 8),
+    ("count to three.", "one two three.", "one two three four five six seven " * 2),
+    ("what is ice?", "frozen water, " * 4 + "mostly.", "hot."),
+] * 2
+
+
+def _tok():
+    return train_tokenizer([t for triple in PAIRS for t in triple], 320)
+
+
+def _pairs_table():
+    rows = [
+        {"prompt": [{"role": "user", "content": p}], "chosen": c, "rejected": r}
+        for p, c, r in PAIRS
+    ]
+    return pairs_to_trl(pa.Table.from_pylist(rows))
+
+
+def _cfg(parts: int, **kw) -> TrainConfig:
+    base = dict(epochs=1.0, lr=1e-3, batch_size=8, logging_steps=1, max_length=96)
+    return TrainConfig(**{**base, **kw}, micro_batches=parts)
+
+
+def _max_rel_diff(a, b) -> float:
+    """Largest parameter change between the two runs, relative to that parameter's own size."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return max(float((sa[k] - sb[k]).norm() / (sa[k].norm() + 1e-12)) for k in sa)
+
+
+def _moved(before, after) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in after.state_dict().items())
+
+
+def test_the_collator_keeps_the_batch_and_sorts_it_into_slices():
+    tok = _tok()
+    examples = [{"input_ids": tok(c)["input_ids"]} for _, c, _ in PAIRS[:8]]
+    seen = []
+
+    def collate(xs):
+        seen.append(xs)
+        return {"n": len(xs)}
+
+    out = train.MicroBatchCollator(collate, 3)(examples)
+    assert out["micro_batch_sizes"] == [2, 3, 3]
+    flat = [x for s in seen for x in s]
+    assert sorted(map(id, flat)) == sorted(map(id, examples))  # the same examples, each once
+    widths = [len(x["input_ids"]) for x in flat]
+    assert widths == sorted(widths)  # short slices first: each padded to its own longest
+    # A pair is as wide as its prompt plus the longer answer (both rows share one width).
+    pair = {"prompt_ids": [1] * 5, "chosen_ids": [1] * 3, "rejected_ids": [1] * 9}
+    assert train.example_tokens(pair) == 14
+    # Fewer slices than asked when the batch is smaller than `parts`.
+    assert train.MicroBatchCollator(collate, 4)(examples[:2])["micro_batch_sizes"] == [1, 1]
+
+
+def test_pretraining_in_micro_batches_trains_as_the_whole_batch():
+    tok = _tok()
+    texts = [f"{p} {c} {r}" for p, c, r in PAIRS]
+    init = tiny_llama(tok, 32, 2, 2, 128, seed=0)
+    before = copy.deepcopy(init.state_dict())
+    whole, s1 = train.pretrain(copy.deepcopy(init), tok, texts, _cfg(1), seed=0)
+    micro, s4 = train.pretrain(copy.deepcopy(init), tok, texts, _cfg(4), seed=0)
+    assert _moved(before, micro)
+    assert s1["steps"] == s4["steps"] == 2
+    # Token-weighted: the micro-batches' losses add up to the batch's own mean over its tokens.
+    assert s4["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)
+    assert _max_rel_diff(whole, micro) < 1e-4
+
+
+def test_sft_in_micro_batches_trains_as_the_whole_batch():
+    tok = _tok()
+    convs = [
+        [{"role": "user", "content": p}, {"role": "assistant", "content": c}] for p, c, _ in PAIRS
+    ]
+    init = tiny_llama(tok, 32, 2, 2, 128, seed=0)
+    whole, s1 = train.sft(copy.deepcopy(init), tok, convs, _cfg(1), seed=0)
+    micro, s4 = train.sft(copy.deepcopy(init), tok, convs, _cfg(4), seed=0)
+    assert s4["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)
+    assert _max_rel_diff(whole, micro) < 1e-4
+
+
+def test_reward_model_in_micro_batches_trains_as_the_whole_batch(tmp_path):
+    tok = _tok()
+    save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "pol")
+    prefs = _pairs_table()
+    init = load_reward_model(tmp_path / "pol", tok.pad_token_id)
+    before = copy.deepcopy(init.state_dict())
+    whole, s1 = train.reward_model(copy.deepcopy(init), tok, prefs, _cfg(1, lr=5e-3), seed=0)
+    micro, s4 = train.reward_model(copy.deepcopy(init), tok, prefs, _cfg(4, lr=5e-3), seed=0)
+    assert _moved(before, micro)
+    # Per-pair mean: each micro-batch's mean weighted by its share of the pairs.
+    assert s4["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)
+    assert _max_rel_diff(whole, micro) < 1e-4
+
+
+def test_dpo_in_micro_batches_trains_as_the_whole_batch():
+    tok = _tok()
+    init = tiny_llama(tok, 32, 2, 2, 128, seed=0)
+    ref = copy.deepcopy(init)
+    pairs = _pairs_table()
+    cfg = dict(lr=5e-3, epochs=2.0)
+    whole, s1 = train.dpo(copy.deepcopy(init), ref, tok, pairs, _cfg(1, **cfg), 0.1, seed=0)
+    micro, s2 = train.dpo(copy.deepcopy(init), ref, tok, pairs, _cfg(2, **cfg), 0.1, seed=0)
+    assert s1["steps"] == s2["steps"] == 4
+    assert [round(h["loss"], 5) for h in s2["log"]] == [round(h["loss"], 5) for h in s1["log"]]
+    assert _max_rel_diff(whole, micro) < 1e-4
+
+
+def test_micro_batches_must_be_a_positive_count(tmp_path):
+    from rlhf.core.config import ConfigError
+
+    (tmp_path / "params.yaml").write_text("sft:\n  train: {micro_batches: 0}\n")
+    with pytest.raises(ConfigError, match="micro_batches"):
+        load_params(tmp_path / "params.yaml")
