@@ -249,3 +249,73 @@ def test_a_killed_writer_never_leaves_half_an_output(tmp_path):
     ]
     write_text(tmp_path / "q.txt", "v2")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["q.txt", "t.txt"]
+
+
+# --- a property: a write fault at any point leaves the old pair or the new pair ----------------
+
+
+def test_a_fault_at_any_write_step_leaves_the_old_pair_or_the_new_one(tmp_path):
+    """Hypothesis picks the n-th filesystem step of a conversion (a temporary folder made, a
+    Parquet file written, a hard link kept, a rename) and the fault (disk full, read-only,
+    I/O error, permission): the output and its quarantine are then both the old ones, and the
+    command says so in one line with exit 4, or both the new ones with exit 0 (a fault it
+    recovers from: a hard link refused falls back to a copy); no temporary is left behind."""
+    import contextlib
+    import io as stdio
+    import tempfile as stdtemp
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    src = _jsonl(tmp_path / "hh.jsonl", HH + [{"chosen": 1, "rejected": "x"}])
+    out = tmp_path / "out" / "pairs.parquet"
+    q = out.with_name("pairs.quarantine.parquet")
+    argv = ["convert", "--from", "hh-rlhf", str(src), str(out), "--max-quarantine", "0.6"]
+    assert main(argv) == 0
+    old = (out.read_bytes(), q.read_bytes())
+    _jsonl(src, HH[:2] + [{"chosen": 2, "rejected": "y"}])  # another result, with a quarantine
+    with stdtemp.TemporaryDirectory() as d:  # what the new pair looks like, written cleanly
+        o2 = Path(d) / "pairs.parquet"
+        assert main([*argv[:3], str(src), str(o2), "--max-quarantine", "0.6"]) == 0
+        new = (o2.read_bytes(), o2.with_name("pairs.quarantine.parquet").read_bytes())
+    assert new != old
+    steps = [(io.os, "replace"), (io.os, "link"), (io.tempfile, "mkdtemp")]
+    steps.append((datafiles, "_write_one"))
+    faults = [errno.ENOSPC, errno.EROFS, errno.EIO, errno.EACCES]
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(at=st.integers(0, 11), fault=st.sampled_from(faults))
+    def one(at, fault):
+        calls = []
+
+        def failing(real):
+            def call(*a, **kw):
+                calls.append(real)
+                if len(calls) - 1 == at:
+                    raise OSError(fault, os.strerror(fault))
+                return real(*a, **kw)
+
+            return call
+
+        out.write_bytes(old[0])  # every example starts from the old pair
+        q.write_bytes(old[1])
+        err = stdio.StringIO()
+        with pytest.MonkeyPatch.context() as mp:
+            for owner, name in steps:
+                mp.setattr(owner, name, failing(getattr(owner, name)))
+            with contextlib.redirect_stdout(stdio.StringIO()), contextlib.redirect_stderr(err):
+                rc = main(argv)
+        now = (out.read_bytes(), q.read_bytes())
+        assert not list(out.parent.glob("*.tmp-*")), list(out.parent.iterdir())
+        if rc == 0:
+            assert now == new, (at, fault)
+            assert at >= len(calls) or calls[at] is os.link, (at, calls)  # only a link recovers
+        else:
+            assert rc == EXIT_WRITE, (at, fault, err.getvalue())
+            assert err.getvalue().count("\n") == 1 and os.strerror(fault) in err.getvalue()
+            assert now == old, (at, fault)
+        faulted.add(at < len(calls))
+
+    faulted: set[bool] = set()
+    one()
+    assert faulted == {True, False}  # both kinds of example were drawn
