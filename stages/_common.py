@@ -31,7 +31,11 @@ def params_or_exit(path: str) -> Params:
     try:
         params = load_params(path)
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        # Under `dvc repro` the stage's previous outputs were already removed from the workspace
+        # before this check could run (they stay in DVC's cache): say how to get them back.
+        stage = os.environ.get("DVC_STAGE")
+        hint = f"; `dvc checkout {stage}` restores its previous outputs" if stage else ""
+        sys.exit(f"error: {e}{hint}")
     compute.pin(params.compute)
     return params
 

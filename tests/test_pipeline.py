@@ -332,6 +332,26 @@ def test_bad_params_fail_with_the_key_named(tmp_path):
     assert "mix.filters.shp.min_ratio: must be >= 1.0, got 0" in r.stdout + r.stderr
 
 
+def test_a_bad_world_param_names_the_checkout_that_restores_the_removed_outputs(tmp_path):
+    """DVC removes a stage's outputs before the stage can validate its params: the one-line
+    error says which `dvc checkout` brings them back, and it does, byte for byte."""
+    project = make_project(tmp_path, SMALL_LOOP)
+    assert run_dvc(project, "repro", "world").returncode == 0
+    before = {p: p.read_bytes() for p in sorted((project / "data/world").rglob("*")) if p.is_file()}
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["world"]["sizes"]["hh"] = -5
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    r = run_dvc(project, "repro", "world")
+    assert r.returncode != 0
+    line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("error: "))
+    assert "world.sizes.hh" in line and "`dvc checkout world` restores" in line, line
+    assert "Traceback" not in r.stdout + r.stderr
+    assert not (project / "data/world").exists() or not any((project / "data/world").iterdir())
+    assert run_dvc(project, "checkout", "world").returncode == 0
+    after = {p: p.read_bytes() for p in sorted((project / "data/world").rglob("*")) if p.is_file()}
+    assert after == before
+
+
 def test_readme_test_command_is_what_ci_runs():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
