@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from rlhf.core import config
-from rlhf.core.config import ConfigError, load_params, parse_params
+from rlhf.core.config import ConfigError, WorldConfig, load_params, parse_params
 
 from .conftest import REPO
 
@@ -44,6 +44,10 @@ def test_repo_params_load_and_match_documented_defaults():
         ),
         ({"mix": {"recipes": "mix1"}}, "mix.recipes: must be a mapping"),
         ({"world": {"sizes": {"hh": 1}}}, "world.sizes.ultrafeedback: missing"),
+        (
+            {"world": {"sizes": {**WorldConfig().sizes, "shp": -5}}},
+            "world.sizes.shp: must be >= 0, got -5",
+        ),
         ({"pairs": {"min_margin": -0.1}}, "pairs.min_margin: must be >= 0.0, got -0.1"),
         (
             {

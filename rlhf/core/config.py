@@ -682,6 +682,8 @@ def _check_cross_section(p: Params) -> None:
     for src in SOURCE_NAMES:
         if src not in p.world.sizes:
             raise ConfigError(f"world.sizes.{src}: missing")
+        if p.world.sizes[src] < 0:
+            raise ConfigError(f"world.sizes.{src}: must be >= 0, got {p.world.sizes[src]}")
 
 
 def _check_external(p: Params) -> None:
