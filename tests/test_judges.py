@@ -386,6 +386,20 @@ def test_wrong_key_stops_at_once_with_one_line(tmp_path, monkeypatch):
     assert "sk-wrong" not in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_keyless_request_refused_says_the_endpoint_needs_a_key(tmp_path, status):
+    s = _Server(key=KEY) if status == 401 else _Server(fail=403)
+    try:
+        r, out = _stage(tmp_path, s, retries=3)
+        assert 1 <= s.requests <= 3, s.requests  # stopped at the first refusal, no retries
+    finally:
+        s.close()
+    assert r.returncode != 0 and not out.exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"HTTP {status}" in lines[0], r.stderr
+    assert "it needs a key: set evaluate.llm.api_key_env" in lines[0]
+
+
 def test_named_key_variable_that_is_not_set_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("JUDGE_KEY_UNSET", raising=False)
     cfg = LLMJudgeConfig(
