@@ -338,18 +338,22 @@ def test_a_bad_world_param_names_the_checkout_that_restores_the_removed_outputs(
     project = make_project(tmp_path, SMALL_LOOP)
     assert run_dvc(project, "repro", "world").returncode == 0
     before = {p: p.read_bytes() for p in sorted((project / "data/world").rglob("*")) if p.is_file()}
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["world"]["sizes"]["hh"] = -5
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-    r = run_dvc(project, "repro", "world")
-    assert r.returncode != 0
-    line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("error: "))
-    assert "world.sizes.hh" in line and "`dvc checkout world` restores" in line, line
-    assert "Traceback" not in r.stdout + r.stderr
-    assert not (project / "data/world").exists() or not any((project / "data/world").iterdir())
-    assert run_dvc(project, "checkout", "world").returncode == 0
-    after = {p: p.read_bytes() for p in sorted((project / "data/world").rglob("*")) if p.is_file()}
-    assert after == before
+    good = (project / "params.yaml").read_text()
+    # Out of range, an unknown key, the wrong type: each named, each with the same remedy.
+    for key, value in (("hh", -5), ("hhh", 10), ("hh", "many")):
+        params = yaml.safe_load(good)
+        params["world"]["sizes"][key] = value
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        r = run_dvc(project, "repro", "world")
+        assert r.returncode != 0
+        line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("error: "))
+        assert f"world.sizes.{key}" in line and "`dvc checkout world` restores" in line, line
+        assert "Traceback" not in r.stdout + r.stderr
+        world = project / "data/world"
+        assert not world.exists() or not any(world.iterdir())  # DVC removed them first
+        assert run_dvc(project, "checkout", "world").returncode == 0
+        after = {p: p.read_bytes() for p in sorted(world.rglob("*")) if p.is_file()}
+        assert after == before
 
 
 def test_readme_test_command_is_what_ci_runs():
