@@ -1,14 +1,15 @@
-"""Training throughput of every trainer the pipeline uses, uniformly random batches vs
-length-grouped batches (`<section>.train.group_by_length`), side by side in one run: the same
+"""Training throughput of every trainer the pipeline uses, side by side in one run: uniformly
+random batches as they are, the same batches cut into length-sorted micro-batches
+(`<section>.train.micro_batches`), and length-grouped batches (`group_by_length`); the same
 examples, the same start, one epoch each, with the pipeline's own batch sizes and max lengths.
 
 Run after `dvc repro` (reads models/base, models/sft, the mix and the demonstrations):
 
-    python bench/trainers.py --examples 2000
+    python bench/trainers.py --examples 2000 [--arms random micro4 grouped] [--only reward_model]
 
-Prints, per trainer and sampler, seconds, real (non-padding) tokens per second and the final
-training loss, then `RATIO` lines (random seconds / grouped seconds). For DPO also the
-reference log-probs precomputed once (TRL's `precompute_ref_log_probs`) against per step.
+Prints, per trainer and arm, seconds, real (non-padding) tokens per second and the final
+training loss (micro-batches should match random's up to float rounding: the same batches),
+then `RATIO` lines (random seconds / the arm's seconds).
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=2000, help="examples per trainer, count")
     p.add_argument("--only", nargs="*", default=None, help="trainers to run (default: all)")
     p.add_argument(
-        "--grouped-first", action="store_true", help="run the grouped arm first (order check)"
+        "--arms",
+        nargs="*",
+        default=["random", "micro2", "micro4", "micro8", "grouped"],
+        help="random, microN (N length-sorted micro-batches per batch), grouped; run in order",
     )
     args = p.parse_args()
     params = load_params()
@@ -122,18 +126,30 @@ def main() -> None:
         if args.only and name.split()[0] not in args.only:
             continue
         seconds = {}
-        for grouped in (True, False) if args.grouped_first else (False, True):
-            cfg = dataclasses.replace(tcfg, epochs=1.0, group_by_length=grouped)
+        for arm in args.arms:
+            cfg = dataclasses.replace(tcfg, epochs=1.0, **_arm(arm))
             t = time.perf_counter()
             summary = run(cfg)
-            seconds[grouped] = time.perf_counter() - t
-            label = "group_by_length" if grouped else "random"
+            seconds[arm] = time.perf_counter() - t
             print(
-                f"{name:>17} {label:>16}: {seconds[grouped]:7.1f} s, {summary['steps']:4d} steps, "
-                f"{tokens / seconds[grouped]:8.0f} tok/s, train loss {summary['train_loss']:.4f}",
+                f"{name:>17} {arm:>8}: {seconds[arm]:7.1f} s, {summary['steps']:4d} steps, "
+                f"{tokens / seconds[arm]:8.0f} tok/s, train loss {summary['train_loss']:.4f}",
                 flush=True,
             )
-        print(f"RATIO {name} group_by_length speed-up: {seconds[False] / seconds[True]:.2f}x")
+        for arm in args.arms:
+            if arm != "random" and "random" in seconds:
+                print(f"RATIO {name} {arm} speed-up: {seconds['random'] / seconds[arm]:.2f}x")
+
+
+def _arm(arm: str) -> dict:
+    """The TrainConfig fields an arm sets (besides epochs)."""
+    if arm == "random":
+        return dict(group_by_length=False, micro_batches=1)
+    if arm == "grouped":
+        return dict(group_by_length=True, micro_batches=1)
+    if arm.startswith("micro") and arm[5:].isdigit():
+        return dict(group_by_length=False, micro_batches=int(arm[5:]))
+    raise SystemExit(f"unknown arm {arm!r}: random, grouped or microN")
 
 
 if __name__ == "__main__":
