@@ -320,7 +320,13 @@ def test_a_killed_push_leaves_no_partial_object_and_a_rerun_completes_it(origin,
             assert name == hashlib.md5(p.read_bytes()).hexdigest(), p
         return objects
 
-    for attempt in range(5):  # a push can finish between two polls: try again
+    # What a whole push stores, to tell a killed push that had already uploaded everything
+    # (the kill landing after its last object) from one that left work for the second push.
+    full = tmp_path / "full"
+    run_dvc(project, "remote", "add", "-f", "full", str(full))
+    assert run_dvc(project, "push", "-r", "full", *targets).returncode == 0
+    everything = {p.relative_to(full) for p in whole(full)}
+    for attempt in range(8):  # a push can finish between two polls: try again
         store = tmp_path / f"store{attempt}"
         run_dvc(project, "remote", "add", "-f", "kill", str(store))
         proc = subprocess.Popen(
@@ -336,16 +342,18 @@ def test_a_killed_push_leaves_no_partial_object_and_a_rerun_completes_it(origin,
                 break
             time.sleep(0.001)
         proc.wait(timeout=30)
-        if proc.returncode == -signal.SIGKILL:
+        if proc.returncode == -signal.SIGKILL and len(whole(store)) < len(everything):
             break
     assert proc.returncode == -signal.SIGKILL, "every push finished before it could be killed"
     before = whole(store)
+    assert len(before) < len(everything), "every killed push had already uploaded everything"
     again = subprocess.run(
         [dvc, "push", "-r", "kill", *targets], cwd=project, capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr
     after = whole(store)
     assert after > before  # the rest arrived
+    assert {p.relative_to(store) for p in after} == everything
     # What the killed push left is only its temporaries (DVC does not clean them up).
     left = [p for p in store.rglob("*") if p.is_file() and p not in after]
     assert all(p.name.startswith(".") and p.name.endswith(".tmp") for p in left), left
