@@ -12,7 +12,8 @@ from rlhf.core.config import ConfigError
 from rlhf.core.datafiles import DataError, UsageError
 from rlhf.core.io import write_json, write_text
 from rlhf.core.schemas import read_table, write_table
-from rlhf.preferences.formats import FORMATS, check_formats, load_external
+from rlhf.preferences.external import check_formats, load_external
+from rlhf.preferences.formats import FORMATS
 from rlhf.preferences.mix import build_mix
 
 

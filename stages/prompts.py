@@ -12,7 +12,7 @@ from rlhf.core.config import ConfigError
 from rlhf.core.datafiles import DataError, UsageError
 from rlhf.core.io import write_json
 from rlhf.core.schemas import QUARANTINE, read_table, write_table
-from rlhf.preferences.formats import check_formats, load_external
+from rlhf.preferences.external import check_formats, load_external
 from rlhf.prompts.sources import PROMPT_FORMATS, build_pool
 from rlhf.prompts.splits import split_prompts
 

@@ -4,8 +4,8 @@ import pyarrow as pa
 
 from rlhf.core.config import MixConfig, SourceFilter
 from rlhf.core.schemas import RAW_SOURCES, validate
-from rlhf.preferences.formats import parse_hh_transcript
 from rlhf.preferences.mix import adapt, build_mix
+from rlhf.preferences.readers.hh import parse_hh_transcript
 from rlhf.world.sources import simulate_source
 
 

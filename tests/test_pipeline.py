@@ -249,16 +249,18 @@ def test_adding_an_iteration_runs_only_that_iteration(project):
     } | {"gold", "report"}, r.stdout
 
 
-def test_an_adapter_edit_invalidates_only_the_stages_that_read_sources(project):
-    f = project / "rlhf" / "preferences" / "formats.py"
-    before = f.read_text()
-    try:
-        f.write_text(before + "\n# an edit to one dataset adapter\n")
-        r = run_dvc(project, "status", "--json")
-        assert r.returncode == 0, r.stderr
-        assert set(json.loads(r.stdout)) == {"mix", "prompts"}, r.stdout
-    finally:
-        f.write_text(before)
+def test_a_reader_edit_reruns_mix_and_not_prompts(project):
+    # One dataset family's reader, then the registry: only the mix reads preference formats.
+    for part in ("readers/hh.py", "formats.py"):
+        f = project / "rlhf" / "preferences" / part
+        before = f.read_text()
+        try:
+            f.write_text(before + "\n# an edit to one dataset reader\n")
+            r = run_dvc(project, "status", "--json")
+            assert r.returncode == 0, r.stderr
+            assert set(json.loads(r.stdout)) == {"mix"}, (part, r.stdout)
+        finally:
+            f.write_text(before)
     assert "up to date" in run_dvc(project, "status").stdout
 
 

@@ -213,7 +213,8 @@ def test_bad_source_settings_are_refused_with_the_key(change, message):
 
 @pytest.mark.parametrize("section", ["mix", "prompts"])
 def test_unknown_format_is_refused_by_its_registry_with_the_key(section):
-    from rlhf.preferences.formats import FORMATS, check_formats
+    from rlhf.preferences.external import check_formats
+    from rlhf.preferences.formats import FORMATS
     from rlhf.prompts.sources import PROMPT_FORMATS
 
     raw = _raw_params()

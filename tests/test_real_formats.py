@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlhf.cli import main
+from rlhf.core.datafiles import load_rows
 from rlhf.core.schemas import read_table
-from rlhf.preferences.formats import FORMATS, convert_rows, load_rows, to_output
+from rlhf.preferences.formats import FORMATS, convert_rows, to_output
 
 
 def reasons(res):

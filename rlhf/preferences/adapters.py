@@ -1,7 +1,8 @@
 """The adapter framework: a dataset adapter turns native rows into candidate pairs or
 quarantine records with a reason; :func:`run_adapter` applies the common structural checks
-(:func:`rlhf.messages.pair_problem`) so that nothing is dropped without a quarantine row.
-The adapters themselves and their one registry live in :mod:`rlhf.formats`.
+(:func:`rlhf.core.messages.pair_problem`) so that nothing is dropped without a quarantine row.
+The adapters themselves live in :mod:`rlhf.preferences.readers`, one module per dataset
+family, and their one registry in :mod:`rlhf.preferences.formats`.
 
 Quarantine reasons:
   missing_field, empty_turn, bad_roles, malformed, prefix_mismatch, identical_pair,
@@ -203,3 +204,45 @@ def run_adapter(
             }
         )
     return res
+
+
+def alpaca_context(row: Row, i: int) -> list[dict] | Drop:
+    """Alpaca fields as messages: `system`, `history` ([[query, answer], ...]) as earlier
+    turns, then `instruction` and `input` joined by a newline (LLaMA-Factory's rule), byte for
+    byte; an empty `input` adds nothing."""
+    if d := check_fields(
+        row, i, {"instruction": "text"}, {"input": "text", "system": "text", "history": "list"}
+    ):
+        return d
+    msgs = (
+        [{"role": "system", "content": row["system"]}] if (row.get("system") or "").strip() else []
+    )
+    for j, turn in enumerate(row.get("history") or []):
+        if not (
+            isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)
+        ):
+            return Drop(
+                i, "malformed", f"history[{j}]", "not a [query, answer] pair of strings", row
+            )
+        msgs += [user_turn(turn[0]), assistant_turn(turn[1])]
+    text = row["instruction"]
+    if (row.get("input") or "").strip():
+        text = f"{text}\n{row['input']}" if text.strip() else row["input"]
+    return [*msgs, user_turn(text)]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A preference dataset's native schema and how to read it."""
+
+    name: str
+    adapter: Adapter
+    annotator: str
+    mirrors: str
+    """The public dataset (hub id) whose published schema this adapter reads."""
+    default_filter: SourceFilter
+    """The paper's filtering rule for it (overridable with `rlhf convert` flags / params)."""
+    fields: dict[str, str]
+    """Published fields every row needs, with their kind; `--from auto` matches rows on them."""
+    looks_like: Callable[[Row], bool] = lambda row: True
+    """Extra test for `--from auto` where field names alone are ambiguous."""

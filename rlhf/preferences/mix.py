@@ -1,5 +1,5 @@
 """The preference mix: every source of the recipe (embedded or a real dataset in
-`mix.external`) through its format's adapter (:data:`rlhf.formats.FORMATS`, one registry),
+`mix.external`) through its format's adapter (:data:`rlhf.preferences.formats.FORMATS`, one registry),
 then one standard-format table, a quarantine table with a reason per dropped row, and a
 filter report."""
 

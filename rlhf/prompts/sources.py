@@ -59,7 +59,7 @@ def _plain(row: Row) -> Result:
 def _alpaca(row: Row) -> Result:
     """instruction + input joined by a newline (LLaMA-Factory's rule), system and history
     ([[query, answer], ...]) as earlier turns."""
-    from rlhf.preferences.formats import alpaca_context
+    from rlhf.preferences.adapters import alpaca_context
 
     ctx = alpaca_context(row, 0)
     if not isinstance(ctx, list):
