@@ -32,7 +32,7 @@ import yaml
 from rlhf.analytics import summary
 from rlhf.analytics.ablations import ABLATIONS, command
 from rlhf.core import paths
-from rlhf.core.config import Params, SourceFilter, field_docs, load_params
+from rlhf.core.config import Params, SourceFilter, field_docs
 from rlhf.preferences.formats import EMBEDDED_FORMATS, FORMATS
 from rlhf.prompts.sources import PROMPT_FORMATS
 
@@ -108,58 +108,53 @@ def _show(value: Any) -> str:
     return f"`{value}`"
 
 
-def _param_rows(cls: type, default: Any, committed: Any, prefix: str) -> list[str]:
+def _param_rows(cls: type, default: Any, prefix: str) -> list[str]:
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     rows = []
     for f in dataclasses.fields(cls):
         key, tp = f"{prefix}{f.name}", hints[f.name]
         dflt = getattr(default, f.name) if default is not None else dataclasses.MISSING
-        mine = getattr(committed, f.name) if committed is not None else dataclasses.MISSING
         if dflt is dataclasses.MISSING and f.default is dataclasses.MISSING:
             shown = "required"
         elif dflt is dataclasses.MISSING:
             shown = _show(f.default)
         else:
             shown = "" if dataclasses.is_dataclass(tp) else _show(dflt)
-        here = ""
-        if mine is not dataclasses.MISSING and not dataclasses.is_dataclass(tp) and mine != dflt:
-            here = _show(mine)
         kind = " ".join(
             x for x in (_type_name(tp), _range(f.metadata) and f"({_range(f.metadata)})") if x
         )
-        rows.append(
-            f"| `{key}` | {_cell(kind)} | {_cell(shown)} | {_cell(here)} | {_cell(docs.get(f.name, ''))} |"
-        )
+        rows.append(f"| `{key}` | {_cell(kind)} | {_cell(shown)} | {_cell(docs.get(f.name, ''))} |")
         if dataclasses.is_dataclass(tp):
-            rows += _param_rows(tp, dflt, mine, f"{key}.")
+            rows += _param_rows(tp, dflt, f"{key}.")
         elif typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
             inner = typing.get_args(tp)[1]
             try:
                 inner_default = inner()
             except TypeError:  # required fields (e.g. iterations' policy_in)
                 inner_default = None
-            rows += _param_rows(inner, inner_default, None, f"{key}.<name>.")
+            rows += _param_rows(inner, inner_default, f"{key}.<name>.")
     return rows
 
 
 def params_page(root: Path) -> str:
-    default, committed = Params(), load_params(root / paths.PARAMS)
+    # The code's defaults are the committed params.yaml (tests/test_config.py): one column.
+    default = Params()
     docs = field_docs(Params)
     hints = typing.get_type_hints(Params)
     out = []
-    head = "| key | type | default | committed `params.yaml` | meaning |\n|---|---|---|---|---|"
+    head = "| key | type | default (= `params.yaml`) | meaning |\n|---|---|---|---|"
     top = [f for f in dataclasses.fields(Params) if not dataclasses.is_dataclass(hints[f.name])]
     for f in dataclasses.fields(Params):
         tp = hints[f.name]
         if not dataclasses.is_dataclass(tp):
             continue
         out.append(f"## `{f.name}`\n\n{_cell(tp.__doc__ or docs.get(f.name, ''))}\n")
-        rows = _param_rows(tp, getattr(default, f.name), getattr(committed, f.name), f"{f.name}.")
+        rows = _param_rows(tp, getattr(default, f.name), f"{f.name}.")
         out.append(head + "\n" + "\n".join(rows) + "\n")
     # The top-level keys that are not sections (iterations, seeds) share one table.
     rows = []
-    for row in _param_rows(Params, default, committed, ""):
+    for row in _param_rows(Params, default, ""):
         if any(row.startswith(f"| `{f.name}") for f in top):
             rows.append(row)
     out.append("## Top-level keys\n\n" + head + "\n" + "\n".join(rows) + "\n")
@@ -371,7 +366,7 @@ BLOCKS = (
         checked=False,
     ),
     Block("docs/params.md", "params", params_page, "rlhf/core/config.py, params.yaml"),
-    Block("docs/formats.md", "formats", formats_page, "rlhf/preferences/formats.py"),
+    Block("docs/formats.md", "formats", formats_page, "rlhf/preferences/readers/"),
     Block("docs/formats.md", "prompt-formats", prompt_formats_page, "rlhf/prompts/sources.py"),
     Block("docs/ablations.md", "ablations", ablations_page, "rlhf/analytics/ablations.py"),
     Block("docs/pipeline.md", "figure", figure_page, "README.md's pipeline figure"),

@@ -15,6 +15,34 @@ def test_repo_params_load_and_match_documented_defaults():
     assert p.prompts.n_slices >= 3
 
 
+def _differences(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            d
+            for k in a.keys() | b.keys()
+            for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        ]
+    return [] if a == b else [f"{prefix[:-1]}: code {a!r}, params.yaml {b!r}"]
+
+
+def test_the_code_defaults_are_the_committed_params():
+    # One source of defaults: a key left out of params.yaml means what params.yaml says.
+    committed = load_params(REPO / "params.yaml")
+    diff = _differences(config.to_dict(config.Params()), config.to_dict(committed))
+    assert not diff, diff
+    assert parse_params({}) == committed
+
+
+def test_a_section_given_in_part_keeps_its_own_defaults():
+    # dpo.train's defaults are DPO's (batch 16, 4 micro-batches), not TrainConfig's class
+    # defaults: overriding its learning rate alone leaves the rest as the section had it.
+    p = parse_params({"dpo": {"train": {"lr": 1e-4}}})
+    assert p.dpo.train == dataclasses.replace(config.Params().dpo.train, lr=1e-4)
+    assert p.dpo.train.batch_size == 16 and p.dpo.train.micro_batches == 4
+    assert p.dpo.beta == config.Params().dpo.beta
+    assert parse_params({"sft": {"train": {"epochs": 1}}}).sft.train.micro_batches == 4
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [

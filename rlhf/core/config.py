@@ -62,12 +62,12 @@ class WorldConfig:
     """AI-annotator (UltraFeedback-like) rating bonus per response word, on the 0-1 gold scale."""
     sizes: dict[str, int] = bounded(
         {
-            "hh": 2500,
-            "ultrafeedback": 900,
-            "helpsteer": 900,
-            "shp": 500,
-            "pku_safe": 900,
-            "ultrainteract": 900,
+            "hh": 7500,
+            "ultrafeedback": 2700,
+            "helpsteer": 2700,
+            "shp": 1500,
+            "pku_safe": 2700,
+            "ultrainteract": 2700,
         }
     )
     """Raw size of each simulated source, in its native unit (rows, prompts or posts)."""
@@ -218,7 +218,7 @@ class BaseConfig:
     max_position: int = bounded(256, ge=32)
     """Longest sequence the model can see, tokens."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=2.0, lr=2e-3, batch_size=32)
+        default_factory=lambda: TrainConfig(epochs=3.0, lr=2e-3, batch_size=32, micro_batches=4)
     )
     """Pretraining optimiser settings."""
 
@@ -235,7 +235,7 @@ class SFTStageConfig:
     max_examples: int = bounded(0, ge=0)
     """Demonstrations used (a seeded sample), count; 0 = all."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=3.0, lr=1e-3, batch_size=32)
+        default_factory=lambda: TrainConfig(epochs=3.0, lr=1e-3, batch_size=32, micro_batches=4)
     )
     """Optimiser settings."""
 
@@ -281,7 +281,7 @@ class RewardModelConfig:
     """An ensemble's score is the members' mean minus k times their standard deviation (Coste et
     al. 2023's conservative reward), reward units per std; 0 = the mean."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32)
+        default_factory=lambda: TrainConfig(epochs=2.0, lr=5e-4, batch_size=32, micro_batches=8)
     )
     """Optimiser settings."""
 
@@ -303,7 +303,9 @@ class PreferenceModelConfig:
     batch_size: int = bounded(32, ge=1)
     """Pairs per forward pass when the model judges, count."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=1.0, lr=5e-4, batch_size=32, max_length=256)
+        default_factory=lambda: TrainConfig(
+            epochs=1.0, lr=5e-4, batch_size=32, max_length=256, group_by_length=True
+        )
     )
     """Optimiser settings."""
 
@@ -464,7 +466,7 @@ class PairsConfig:
 class DPOStageConfig:
     """DPO from the previous policy on this iteration's pairs."""
 
-    beta: float = bounded(0.1, gt=0.0)
+    beta: float = bounded(0.3, gt=0.0)
     """KL strength of DPO."""
     reference: Literal["sft", "previous"] = "sft"
     """Reference model: the SFT policy (paper) or the previous iteration's policy."""
@@ -473,7 +475,9 @@ class DPOStageConfig:
     seed: int = 0
     """Training seed."""
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=2.0, lr=5e-5, batch_size=16, scheduler="cosine")
+        default_factory=lambda: TrainConfig(
+            epochs=2.0, lr=5e-5, batch_size=16, scheduler="cosine", micro_batches=4
+        )
     )
     """Optimiser settings."""
 
@@ -495,7 +499,7 @@ class OnPolicyControlConfig:
     prompts as all iterations together. Against offline DPO it isolates on-policy data; against
     the last iteration it isolates iterating (fresh samples of the improved policy)."""
 
-    prompt_splits: list[str] = field(default_factory=list)
+    prompt_splits: list[str] = field(default_factory=lambda: ["train_4", "train_5", "train_6"])
     """Training splits it samples (disjoint from the iterations'), e.g. [train_4, train_5,
     train_6] for three iterations' worth of prompts; empty = no control stage output."""
 
@@ -515,7 +519,7 @@ class EvaluateConfig:
     """The LLM-as-judge (rm_eval's `llm` signal and evaluate.judge=llm)."""
     temperature: float = bounded(0.7, ge=0.0)
     """Sampling temperature of the evaluated responses; 0 = greedy."""
-    samples_per_prompt: int = bounded(1, ge=1)
+    samples_per_prompt: int = bounded(2, ge=1)
     """Responses per eval prompt, count."""
     max_new_tokens: int = bounded(48, ge=1)
     """Longest response, tokens."""
@@ -614,9 +618,16 @@ class Params:
     """On-policy offline control: SFT samples labelled once by the RM, one DPO run."""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     """Gold evaluation."""
-    iterations: dict[str, IterationConfig] = field(default_factory=dict)
+    iterations: dict[str, IterationConfig] = field(
+        default_factory=lambda: {
+            f"iter_{k}": IterationConfig(
+                "models/sft" if k == 1 else f"models/iter_{k - 1}", f"train_{k}", f"iter_{k - 1}"
+            )
+            for k in (1, 2, 3)
+        }
+    )
     """Online iterations by name (iter_1, iter_2, ...), each naming its input policy."""
-    seeds: list[int] = bounded([0], min_len=1)
+    seeds: list[int] = bounded([0, 1, 2], min_len=1)
     """Replicate seeds of the RLHF part (iterations, offline DPO, evaluation) over one SFT and RM."""
     report: ReportConfig = field(default_factory=ReportConfig)
     """The analytics report."""
@@ -753,7 +764,10 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
+def _build(cls: type, raw: Any, prefix: str, base: Any = None) -> Any:
+    """`cls` from `raw`; a key `raw` leaves out keeps its value in `base` (the field's default
+    object, e.g. `dpo.train`'s own defaults) or else the class default, so that a section given
+    in part keeps the defaults of the rest of it."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix or '<root>'}: must be a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
@@ -766,11 +780,19 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     kwargs = {}
     for name, f in fields.items():
         if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if base is not None:
+                kwargs[name] = getattr(base, name)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{_join(prefix, name)}: missing (required)")
             continue
         keypath = _join(prefix, name)
-        value = _coerce(hints[name], raw[name], keypath)
+        if dataclasses.is_dataclass(hints[name]):
+            inner = getattr(base, name) if base is not None else None
+            if inner is None and f.default_factory is not dataclasses.MISSING:
+                inner = f.default_factory()
+            value = _build(hints[name], raw[name], keypath, inner)
+        else:
+            value = _coerce(hints[name], raw[name], keypath)
         _check_bounds(f.metadata, value, keypath)
         kwargs[name] = value
     try:
