@@ -147,7 +147,7 @@ def _merge(
 
 
 def render(name: str, root: Path = Path(".")) -> str:
-    """params.yaml text for profile `name`, validated against rlhf.config."""
+    """params.yaml text for profile `name`, validated against rlhf.core.config."""
     base_text = (root / PROFILES_DIR / f"{EMBEDDED}.yaml").read_text()
     prof = load(name, root)
     if name == EMBEDDED:

@@ -1,5 +1,5 @@
 """Stage `onpolicy_dpo`: the on-policy offline control. SFT's samples on fresh prompt splits,
-labelled once by the reward model, one DPO run from SFT per seed (rlhf.controls)."""
+labelled once by the reward model, one DPO run from SFT per seed (rlhf.online.controls)."""
 
 from _common import Timer, params_or_exit, parser
 

@@ -22,8 +22,8 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.evaluation.judges import pairwise_judge
     from rlhf.evaluation.rm_eval import benchmark, rm_eval
-    from rlhf.online.judges import pairwise_judge
 
     cfg, llm = params.rm_eval, params.evaluate.llm
     with Timer("rm_eval"):

@@ -22,10 +22,10 @@ from rlhf.core.config import (
     PreferenceModelConfig,
     TrainConfig,
 )
+from rlhf.evaluation.judges import LLMJudge, fill, parse_verdict
 from rlhf.models.checkpoints import save_model, tiny_llama, train_tokenizer
 from rlhf.models.preference import Comparison, PreferenceModel
 from rlhf.models.reward import run_preference_model
-from rlhf.online.judges import LLMJudge, fill, parse_verdict
 from rlhf.online.pairs import select_pairs
 from rlhf.online.scoring import round_robin
 
@@ -425,7 +425,7 @@ def test_endpoint_failing_every_request_stops_the_stage_instead_of_writing_ties(
 def test_failed_share_under_the_cap_is_kept_and_counted(server, tmp_path):
     """One question without a verdict in 24 (2 of 48 verdicts, 4%) is under the default 5%:
     a tie, counted; under a cap of 0 it stops the comparison."""
-    from rlhf.online.judges import JudgeFailed
+    from rlhf.evaluation.judges import JudgeFailed
 
     pairs = _crafted(23, 6)
     prompts = [p for p, _, _ in pairs] + [[{"role": "user", "content": "GARBLE"}]]

@@ -3,8 +3,8 @@ in reports/figures/ and CSV series for `dvc plots` in reports/plots/.
 
 Everything is computed from the pipeline's outputs through DuckDB views (rlhf.analytics) and
 Polars; the only Python loop over rows is the gold judge scoring the generations, which is an
-evaluation (the judge never feeds training). The parts: rlhf.report_data gathers, rlhf.claims
-judges the paper's claims, rlhf.figures draws, rlhf.render writes the documents.
+evaluation (the judge never feeds training). The parts (all in rlhf.analytics): report_data
+gathers, claims judges the paper's claims, figures draws, render writes the documents.
 """
 
 from __future__ import annotations

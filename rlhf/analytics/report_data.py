@@ -1,7 +1,7 @@
 """What the report shows, gathered from the pipeline's outputs: each policy's evaluation metrics,
 the loop's tables through DuckDB views (rlhf.analytics), the reward-model evaluation, the
-collected ablations. Presentation lives in rlhf.render and rlhf.figures, verdicts in
-rlhf.claims; rlhf.report puts them together."""
+collected ablations. Presentation lives in rlhf.analytics.render and rlhf.analytics.figures,
+verdicts in rlhf.analytics.claims; rlhf.analytics.report puts them together."""
 
 from __future__ import annotations
 

@@ -254,7 +254,7 @@ WITH s AS (
      AND a.sample_idx < b.sample_idx AND a.gold <> b.gold
     GROUP BY ALL
 ), ranked AS (
-    -- Ties broken by sample index, as rlhf.pairs does.
+    -- Ties broken by sample index, as rlhf.online.pairs does.
     SELECT *,
            row_number() OVER (PARTITION BY iteration, seed, prompt_id
                               ORDER BY proxy DESC, sample_idx) AS rm_rank,

@@ -17,8 +17,8 @@ from rlhf.core.config import EvaluateConfig
 from rlhf.core.schemas import EVALUATIONS
 from rlhf.core.seeds import seeded
 from rlhf.core.stats import bootstrap_lc_win_rate, bootstrap_mean
+from rlhf.evaluation.judges import pairwise_judge
 from rlhf.online.generation import Sampling, kl_to_reference, sample
-from rlhf.online.judges import pairwise_judge
 from rlhf.online.scoring import RewardScorer
 from rlhf.world.judge import judge, words
 

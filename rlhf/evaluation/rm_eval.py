@@ -15,7 +15,7 @@ import pyarrow as pa
 from rlhf.core.config import LLMJudgeConfig, RMEvalConfig
 from rlhf.core.datafiles import BadRow, read_local
 from rlhf.core.stats import bootstrap_clustered_mean, pearson_r
-from rlhf.online.judges import pairwise_judge
+from rlhf.evaluation.judges import pairwise_judge
 from rlhf.online.scoring import RewardScorer, round_robin
 from rlhf.world.judge import judge
 from rlhf.world.writer import DEMONSTRATION_FAMILY, OFFLINE_FAMILIES, write

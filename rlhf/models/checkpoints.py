@@ -223,7 +223,7 @@ def save_model(model, tokenizer, out_dir: str | Path) -> None:
     from rlhf.core.io import atomic_path, is_main_process
 
     if not is_main_process():
-        return  # rank 0 saves (the full weights, gathered by rlhf.train under ZeRO-3)
+        return  # rank 0 saves (the full weights, gathered by rlhf.models.train under ZeRO-3)
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=getattr(model, "_full_state_dict", None))
         tokenizer.save_pretrained(tmp)

@@ -1,4 +1,4 @@
-"""Policy training stages: base model, SFT and DPO, through TRL (rlhf.train)."""
+"""Policy training stages: base model, SFT and DPO, through TRL (rlhf.models.train)."""
 
 from __future__ import annotations
 

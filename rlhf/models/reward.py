@@ -48,7 +48,7 @@ def run_reward_model(
     renders every prompt + response with the RM's), or, with reward_model.base.hidden_size,
     from a base of its own pretrained here on the mix's conversations and the demonstrations.
     With reward_model.ensemble > 1, that many members from the same start, each with its own
-    seed, saved side by side with an `ensemble.json` that rlhf.scoring reads."""
+    seed, saved side by side with an `ensemble.json` that rlhf.online.scoring reads."""
     init = cfg.model_path or sft_dir
     tok = load_tokenizer(init)
     if not tok.chat_template:

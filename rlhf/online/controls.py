@@ -1,5 +1,5 @@
 """Controls that separate the mechanisms behind online iterative DPO (beside offline DPO, the
-paper's baseline, in rlhf.policy).
+paper's baseline, in rlhf.models.policy).
 
 The on-policy offline control samples the SFT policy once, labels the samples once with the
 same reward model (best vs worst of n, as an iteration does) and runs one DPO from SFT on as

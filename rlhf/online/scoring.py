@@ -54,7 +54,7 @@ class RewardScorer:
 
     def __init__(self, rm_dir: str | Path, batch_size: int = 64, device=None):
         dirs, self.conservative_k = reward_model_members(rm_dir)
-        # Members share the start's tokenizer and template (rlhf.reward): one is read for all.
+        # Members share the start's tokenizer and template (rlhf.models.reward): one read for all.
         self.tok = load_tokenizer(dirs[0])
         self.tok.padding_side = "right"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,5 +1,5 @@
 """Prompt sources for the online iterations, from public datasets' published schemas, into the
-prompt-pool table (dedupe and splitting then happen in rlhf.prompt_splits, as for the world).
+prompt-pool table (dedupe and splitting then happen in rlhf.prompts.splits, as for the world).
 
 Each adapter maps a native row to a message list ending in a user turn (a system prompt kept
 as a system message), or to a quarantine reason; rows are never dropped uncounted.

@@ -1,8 +1,8 @@
 """Simulated preference sources mirroring the diversity of the paper's Table 1.
 
-Each source is written in its *own native shape* (see ``rlhf.schemas.RAW_SOURCES``) by its
+Each source is written in its *own native shape* (see ``rlhf.core.schemas.RAW_SOURCES``) by its
 own kind of annotator, and a share of rows is deliberately defective, so the adapters and
-filters in ``rlhf.mix`` do real work:
+filters in ``rlhf.preferences.mix`` do real work:
 
 - hh:            human-like Bradley-Terry-noisy pairs, whole transcripts as strings (HH-RLHF)
 - ultrafeedback: an AI annotator's 1-10 ratings of 4 completions, biased toward longer answers
