@@ -19,12 +19,13 @@ from pathlib import Path
 
 from rlhf.analytics import views
 from rlhf.core import paths
+from rlhf.core.duck import connect
 
 
 def scaled_copy(root: Path, rows: int) -> int:
     """Write scored, gold and pairs tables of about `rows` scored rows under `root`, in the
     pipeline's layout; returns the scored rows written."""
-    con = views.connect()
+    con = connect()
     views.register_views(con, ".")
     have = con.sql("SELECT count(*) FROM scored").fetchall()[0][0]
     copies = max(1, round(rows / have))
@@ -57,7 +58,7 @@ def main() -> None:
     try:
         n = scaled_copy(root, args.rows)
         t = time.perf_counter()
-        con = views.connect()
+        con = connect()
         views.register_views(con, root)
         corr = views.length_reward_correlations(con)
         t_corr = time.perf_counter() - t

@@ -50,9 +50,10 @@ def _sql(args: argparse.Namespace) -> int:
     from rlhf.core import paths
     from rlhf.core.config import ConfigError
     from rlhf.core.datafiles import UsageError
+    from rlhf.core.duck import connect
 
     root = Path(args.root)
-    con = analytics.connect()
+    con = connect()
     iterations = None
     params_file = root / paths.PARAMS
     if not args.all_iterations and params_file.exists():

@@ -6,7 +6,6 @@ import sys
 
 from _common import params_or_exit, parser
 
-from rlhf.analytics.views import table1_markdown, table1_stats
 from rlhf.core import paths
 from rlhf.core.config import ConfigError
 from rlhf.core.datafiles import DataError, UsageError
@@ -15,6 +14,7 @@ from rlhf.core.schemas import read_table, write_table
 from rlhf.preferences.external import check_formats, load_external
 from rlhf.preferences.formats import FORMATS
 from rlhf.preferences.mix import build_mix
+from rlhf.preferences.table1 import table1_markdown, table1_stats
 
 
 def main() -> None:

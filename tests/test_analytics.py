@@ -5,8 +5,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from rlhf.analytics.views import connect, table1_markdown, table1_stats
+from rlhf.core.duck import connect
 from rlhf.core.schemas import write_table
+from rlhf.preferences.table1 import table1_markdown, table1_stats
 
 
 def conv(*turns):

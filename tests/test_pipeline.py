@@ -179,7 +179,8 @@ def test_sql_over_the_run(project):
 
 
 def test_every_sql_query_in_the_docs_runs_on_the_run(project):
-    from rlhf.analytics.views import connect, register_views
+    from rlhf.analytics.views import register_views
+    from rlhf.core.duck import connect
 
     analytics = (REPO / "docs" / "analytics.md").read_text()
     block = re.search(r"### Useful queries\n.*?```sql\n(.*?)```", analytics, re.S)

@@ -95,6 +95,17 @@ def test_params_loading_imports_no_dataset_adapter():
     assert len(readers) > 10, readers
 
 
+def test_only_the_report_runs_analytics_code():
+    # The mix writes Table 1 through rlhf.preferences.table1, so an edit to the SQL views of
+    # `rlhf sql` re-runs the report alone, not the mix and everything after it.
+    users = {
+        name
+        for name, body in stages()
+        if any(d.startswith("rlhf/analytics/") for d in body.get("deps", []))
+    }
+    assert users == {"report"}, users
+
+
 def test_no_training_or_labelling_stage_runs_the_gold_judge():
     # The world simulates its annotators with the judge (plus noise and biases); after that only
     # evaluation may see it: a stage whose output feeds training would leak ground truth.
@@ -121,7 +132,7 @@ def test_the_readme_figure_and_the_architecture_tree_name_every_stage_and_module
             pkg = m.group(1)
         elif not re.match(r"\s{4,}\S", line):  # deeper indentation continues the package
             pkg = ""
-        rows.setdefault(pkg, set()).update(re.findall(r"[a-z_]+\.py", line))
+        rows.setdefault(pkg, set()).update(re.findall(r"[a-z_0-9]+\.py", line))
     missing = [
         f.relative_to(REPO / "rlhf").as_posix()
         for f in (REPO / "rlhf").rglob("*.py")

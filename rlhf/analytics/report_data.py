@@ -16,7 +16,9 @@ from rlhf.analytics import ablations as ablations_lib
 from rlhf.analytics import views as analytics
 from rlhf.core import paths
 from rlhf.core.config import Params
+from rlhf.core.duck import connect
 from rlhf.core.stats import Interval, bootstrap_mean
+from rlhf.preferences.table1 import table1_stats
 
 SECTIONS = ("chat", "chat-hard", "safety", "reasoning")
 METRICS = (
@@ -116,7 +118,7 @@ def load_policies(params: Params, root: Path) -> tuple[pl.DataFrame, pl.DataFram
 
 def collect(params: Params, root: Path = Path(".")) -> ReportData:
     cfg = params.report
-    con = analytics.connect()
+    con = connect()
     views = analytics.register_views(con, root, list(params.iterations))
     policies, per_seed = load_policies(params, root)
     have_loop = {"scored", "pairs", "gold"} <= set(views)
@@ -157,7 +159,7 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
         corr=corr,
         corr_summary=corr_summary,
         rm_eval=json.loads(rm_file.read_text()) if rm_file.exists() else None,
-        table1=analytics.table1_stats(views["preferences"], con) if "preferences" in views else [],
+        table1=table1_stats(views["preferences"], con) if "preferences" in views else [],
         ablations=abl_runs,
         ablations_note=abl_note,
         length_unit=", ".join(
