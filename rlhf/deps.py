@@ -9,51 +9,11 @@ deps in dvc.yaml from the imports, leaving data deps, comments and order of ever
 from __future__ import annotations
 
 import argparse
-import ast
 import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _module_file(name: str, repo: Path) -> Path | None:
-    base = repo / Path(*name.split("."))
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
-        if cand.exists():
-            return cand
-    return None
-
-
-def imports(path: Path, repo: Path = REPO) -> set[Path]:
-    """Project files imported by `path` (stage helpers as `_common`, library as `rlhf.*`)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for n in names:
-            if n == "_common":
-                found.add(repo / "stages" / "_common.py")
-            elif n.split(".")[0] == "rlhf" and (f := _module_file(n, repo)):
-                found.add(f)
-    return found
-
-
-def closure(script: Path, repo: Path = REPO) -> set[Path]:
-    """`script` and everything it transitively imports from the project."""
-    todo, seen = [script], set()
-    while todo:
-        f = todo.pop()
-        if f in seen:
-            continue
-        seen.add(f)
-        todo.extend(imports(f, repo))
-    # Empty package markers carry no logic.
-    return {f for f in seen if not (f.name == "__init__.py" and not f.read_text().strip())}
-
+from rlhf.core.modules import REPO, closure
 
 _CODE = re.compile(r"^(\s*)- (rlhf|stages)/\S+\.py\s*$")
 

@@ -92,7 +92,7 @@ def test_a_format_without_a_rule_stops_the_generator(monkeypatch):
 def test_no_stage_imports_the_docs_generator():
     # Editing the generator must re-run nothing: dvc.yaml names it nowhere, and no module of
     # the library imports it (stages import only the library).
-    from rlhf.deps import imports
+    from rlhf.core.modules import imports
 
     assert "docs_pages" not in (REPO / "dvc.yaml").read_text()
     me = REPO / "rlhf" / "docs_pages.py"

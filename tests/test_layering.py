@@ -3,7 +3,7 @@ trains, labels or selects pairs can reach the gold judge."""
 
 import ast
 
-from rlhf.deps import closure
+from rlhf.core.modules import closure
 
 from .conftest import REPO
 

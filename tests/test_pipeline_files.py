@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from rlhf.core import paths
-from rlhf.deps import closure, rewrite
+from rlhf.core.modules import closure
+from rlhf.deps import rewrite
 
 from .conftest import REPO
 

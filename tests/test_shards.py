@@ -124,3 +124,24 @@ def test_two_worker_processes_split_the_shards_and_both_get_the_whole_table(tmp_
     assert sorted(ranks[0]["mine"] + ranks[1]["mine"]) == [0, 1, 2, 3, 4]
     assert ranks[0]["mine"] and ranks[1]["mine"]
     assert ranks[0]["x"] == ranks[1]["x"] == [r * r for r in ROWS]
+
+
+def test_a_shards_code_fingerprint_covers_every_module_it_imports(tmp_path):
+    from rlhf.core.modules import REPO, closure, module_file
+    from rlhf.core.shards import code_fingerprint
+
+    # Generation's hand-kept list once missed rlhf.core.seeds, which sets its sampling seed.
+    assert REPO / "rlhf/core/seeds.py" in closure(module_file("rlhf.online.generation", REPO))
+    pkg = tmp_path / "rlhf"
+    pkg.mkdir()
+    (pkg / "work.py").write_text("def run():\n    from rlhf.helper import step\n")
+    (pkg / "helper.py").write_text("from rlhf import seeds\n\nstep = 1\n")
+    (pkg / "seeds.py").write_text("SEED = 0\n")
+    (pkg / "other.py").write_text("X = 0\n")
+    before = code_fingerprint(["rlhf.work"], tmp_path)
+    (pkg / "other.py").write_text("X = 1\n")
+    assert code_fingerprint(["rlhf.work"], tmp_path) == before  # not imported: shards kept
+    (pkg / "seeds.py").write_text("SEED = 1\n")
+    assert code_fingerprint(["rlhf.work"], tmp_path) != before  # imported two steps away
+    with pytest.raises(ValueError, match="rlhf.gone: not a module"):
+        code_fingerprint(["rlhf.gone"], tmp_path)

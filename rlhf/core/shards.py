@@ -91,15 +91,24 @@ def tree_fingerprint(folder: str) -> str:
     return h.hexdigest()
 
 
-def code_fingerprint(modules: Iterable[str]) -> str:
-    """sha256 of the source files of the modules that produce a shard, and the versions of the
-    libraries that compute it: other code never reuses a shard."""
-    import importlib
+def code_fingerprint(modules: Iterable[str], repo: Path | None = None) -> str:
+    """sha256 of the source files of the modules that produce a shard and of every project module
+    they import, transitively (rlhf.core.modules: no hand-kept list to forget one in), and the
+    versions of the libraries that compute it: other code never reuses a shard."""
     import importlib.metadata as md
 
+    from rlhf.core.modules import REPO, closure, module_file
+
+    repo = repo or REPO
+    files: set[Path] = set()
+    for name in modules:
+        f = module_file(name, repo)
+        if f is None:
+            raise ValueError(f"{name}: not a module of this project")
+        files |= closure(f, repo)
     h = hashlib.sha256()
-    for name in sorted(modules):
-        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    for f in sorted(files):
+        h.update(f.relative_to(repo).as_posix().encode() + b"\0" + f.read_bytes())
     for lib in ("torch", "transformers", "pyarrow"):
         h.update(f"{lib}={md.version(lib)}".encode())
     return h.hexdigest()

@@ -164,10 +164,6 @@ def make_backend(name: str, model_dir: str | Path, batch_prompts: int, device=No
     raise ValueError(f"unknown backend {name!r}")
 
 
-# What a generation shard's output depends on besides its rows, params and policy.
-CODE = ("rlhf.online.generation", "rlhf.models.checkpoints", "rlhf.core.shards")
-
-
 def sample(
     backend: str,
     policy_dir: str | Path,
@@ -222,7 +218,7 @@ def sample(
         name, workdir, len(msgs), shard_prompts,
         params=("sample", backend, asdict(s), batch_prompts),
         model_dir=policy_dir,
-        code=CODE,
+        code=[__name__],
         rows=lambda a, b: msgs[a:b],
         load=lambda w: make_backend(backend, policy_dir, batch_prompts, w.device),
         work=work,

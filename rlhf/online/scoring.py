@@ -121,15 +121,6 @@ class RewardScorer:
         return out
 
 
-# What a scoring shard's output depends on besides its rows, params and reward model.
-CODE = (
-    "rlhf.online.scoring",
-    "rlhf.models.checkpoints",
-    "rlhf.models.preference",
-    "rlhf.core.shards",
-)
-
-
 def score(
     cfg: ScoreConfig,
     rm_dir: str | Path,
@@ -171,7 +162,7 @@ def score(
         name, workdir or paths.shards("score"), len(responses), cfg.shard_rows,
         params=("score", asdict(cfg)),
         model_dir=rm_dir,
-        code=CODE,
+        code=[__name__],
         rows=lambda a, b: (prompts[a:b], responses[a:b]),
         load=lambda w: RewardScorer(rm_dir, cfg.batch_size, w.device),
         work=work,
@@ -215,7 +206,7 @@ def _pm_rewards(cfg: ScoreConfig, pm_dir, gens: pa.Table, name: str, workdir) ->
         name, workdir or paths.shards("score"), len(groups), max(1, cfg.shard_rows // n),
         params=("score", asdict(cfg)),
         model_dir=pm_dir,
-        code=CODE,
+        code=[__name__],
         rows=lambda a, b: [(prompts[g[0]], [responses[i] for i in g]) for g in groups[a:b]],
         load=lambda w: PreferenceModel(pm_dir, cfg.batch_size, w.device),
         work=work,
