@@ -5,7 +5,7 @@
 
 A generated block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in README.md or
 docs/*.md (see BLOCKS); everything outside the blocks is prose, which holds no measured number
-(tests/test_docs.py). Hand-typed numbers of older runs live only in docs/history.md, inside
+(tests/pipeline/test_docs.py). Hand-typed numbers of older runs live only in docs/history.md, inside
 dated ``<!-- history:start -->`` ... ``<!-- history:end -->`` blocks.
 
 No stage imports this module (nor any module a stage imports), so editing it re-runs nothing;
@@ -138,7 +138,7 @@ def _param_rows(cls: type, default: Any, prefix: str) -> list[str]:
 
 
 def params_page(root: Path) -> str:
-    # The code's defaults are the committed params.yaml (tests/test_config.py): one column.
+    # The code's defaults are the committed params.yaml (tests/core/test_config.py): one column.
     default = Params()
     docs = field_docs(Params)
     hints = typing.get_type_hints(Params)

@@ -90,7 +90,7 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
 }
 PREFIX = "abl-"
 # Settings that change no number an ablation compares: the report's presentation, and how work
-# is cut and started (shard sizes and launchers; tests/test_workers.py shows the tables are
+# is cut and started (shard sizes and launchers; tests/online/test_workers.py shows the tables are
 # byte-identical for any of them).
 # The compute mode (reproducible, isa, threads) is fingerprinted: it changes the last bits.
 UNFINGERPRINTED = (

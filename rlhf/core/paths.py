@@ -1,6 +1,6 @@
 """The one place that knows where every table, model and report lives (relative to the repo root).
 
-dvc.yaml names the same paths in its deps/outs; tests/test_pipeline_files.py checks they agree.
+dvc.yaml names the same paths in its deps/outs; tests/pipeline/test_pipeline_files.py checks they agree.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from rlhf.core import compute
 from rlhf.core.config import parse_params
 
-from .conftest import REPO
+from ..conftest import REPO
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 

@@ -13,7 +13,7 @@ import pytest
 from rlhf.core.config import ConfigError, parse_params
 from rlhf.core.shards import ShardedRun, cut, digest
 
-from .conftest import REPO
+from ..conftest import REPO
 
 ROWS = list(range(23))
 

@@ -15,7 +15,7 @@ import pytest
 from rlhf import reproduce
 from rlhf.core.datafiles import UsageError
 
-from .conftest import REPO
+from ..conftest import REPO
 
 STEP = """
 import json, os, sys

@@ -5,7 +5,7 @@ import ast
 
 from rlhf.core.modules import closure
 
-from .conftest import REPO
+from ..conftest import REPO
 
 # Lowest first: the subpackages of rlhf/ (docs/architecture.md); a module may import its own
 # layer and those below it. Top-level modules (cli, sql, share, profiles, deps, reproduce,

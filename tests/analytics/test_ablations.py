@@ -10,7 +10,7 @@ import yaml
 from rlhf.analytics.ablations import ABLATIONS, collect, command, fingerprint, load
 from rlhf.core.config import parse_params
 
-REPO_PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+REPO_PARAMS = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
 
 
 def _params(**changes):

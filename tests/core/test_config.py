@@ -6,7 +6,7 @@ import yaml
 from rlhf.core import config
 from rlhf.core.config import ConfigError, WorldConfig, load_params, parse_params
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def test_repo_params_load_and_match_documented_defaults():

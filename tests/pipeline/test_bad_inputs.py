@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import REPO, run_dvc
-from .conftest import run_rlhf as rlhf
+from ..conftest import REPO, run_dvc
+from ..conftest import run_rlhf as rlhf
 
 GIT_ENV = {
     **os.environ,

@@ -310,7 +310,7 @@ def _stage(tmp_path, server, *, key_env="", signals=("llm",), **llm):
 
     import yaml
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     bench = tmp_path / "data/external/bench.jsonl"
     bench.parent.mkdir(parents=True)
@@ -606,7 +606,7 @@ def test_benchmark_prompts_judged_by_the_preference_model_end_to_end(project, tm
 
     import yaml
 
-    from .conftest import deep_update, run_dvc
+    from ..conftest import deep_update, run_dvc
 
     dest = tmp_path / "run"
     shutil.copytree(project, dest, symlinks=True)

@@ -11,7 +11,7 @@ from rlhf.evaluation.rm_eval import _mean_corr
 from rlhf.models.checkpoints import train_tokenizer
 from rlhf.online.pairs import select_pairs
 
-from .conftest import scored_rows
+from ..conftest import scored_rows
 
 PROMPT = [{"role": "user", "content": "what is 2 plus 2?"}]
 

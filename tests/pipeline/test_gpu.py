@@ -14,7 +14,7 @@ from rlhf.core.config import GenerateConfig
 from rlhf.models.checkpoints import save_model, tiny_llama, train_tokenizer
 from rlhf.online.generation import generate
 
-from .conftest import REPO
+from ..conftest import REPO
 
 pytestmark = pytest.mark.gpu
 TEXTS = ["the fox is red.", "what is 2 plus 2?", "4.", "where does the whale live?"] * 50

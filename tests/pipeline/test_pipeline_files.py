@@ -11,7 +11,7 @@ from rlhf.core import paths
 from rlhf.core.modules import closure
 from rlhf.deps import rewrite
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def stages():

@@ -14,7 +14,7 @@ import yaml
 from rlhf.core import paths
 from rlhf.core.schemas import read_table
 
-from .conftest import REPO, SMALL_LOOP, make_project, run_dvc, run_rlhf
+from ..conftest import REPO, SMALL_LOOP, make_project, run_dvc, run_rlhf
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = ("world", "mix", "prompts")

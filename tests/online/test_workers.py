@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import SMALL_LOOP, deep_update, run_dvc
+from ..conftest import SMALL_LOOP, deep_update, run_dvc
 
 pytestmark = pytest.mark.slow
 TWO_CPU_WORKERS = "torchrun --standalone --nproc_per_node 2"

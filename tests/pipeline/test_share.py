@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SMALL_CONTROL, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
-from .conftest import run_rlhf as rlhf
+from ..conftest import SMALL_CONTROL, SMALL_PROMPTS, SMALL_WORLD, make_project, run_dvc
+from ..conftest import run_rlhf as rlhf
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 
 from rlhf import docs_pages
 
-from .conftest import REPO
+from ..conftest import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 

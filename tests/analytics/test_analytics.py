@@ -84,7 +84,7 @@ from rlhf.analytics.views import (  # noqa: E402
 from rlhf.core import paths  # noqa: E402
 from rlhf.core.schemas import PAIRS, SCORED, SCORED_GOLD  # noqa: E402
 
-from .conftest import scored_rows  # noqa: E402
+from ..conftest import scored_rows  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "what color is the fox?"}]
 
@@ -181,7 +181,7 @@ def test_views_leave_out_iterations_that_params_no_longer_names(loop_project, ca
     # `rlhf sql` follows the project's params.yaml unless asked for everything on disk.
     from rlhf.cli import main
 
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
     params["iterations"] = {"iter_1": params["iterations"]["iter_1"]}
     (loop_project / "params.yaml").write_text(yaml.safe_dump(params))
     q = "SELECT DISTINCT iteration FROM pairs ORDER BY 1"
