@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
 
 from rlhf.analytics.report_data import DISTANCE, METRICS, SECTIONS, ReportData, fmt, fmt_iv
 from rlhf.core import paths
-from rlhf.core.config import Params
 from rlhf.core.io import atomic_path
 
 # ---------------------------------------------------------------------------------------
@@ -207,216 +208,253 @@ def ablations_markdown(runs: list[dict[str, Any]]) -> str:
     return _md_table(rows, cols)
 
 
-def build_sections(
-    data: ReportData, params: Params, figs: dict[str, Path]
-) -> list[tuple[str, str, str | None]]:
-    """(title, markdown body, figure key) per section, shared by the HTML and markdown outputs."""
-    s: list[tuple[str, str, str | None]] = []
-    verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}
-    s.append(
-        (
-            "Claims of the paper, checked on this run",
-            "\n".join(
-                f"- **{verdict[c.holds]}** — {c.text}: {c.evidence}."
-                + (f" *Why:* {c.why}." if c.holds is False and c.why else "")
-                for c in data.claims
-            ),
-            None,
-        )
+class Section(NamedTuple):
+    """One section of the report: shared by the HTML and markdown outputs."""
+
+    title: str
+    body: str
+    figure: str | None = None
+    """The key of its figure in the report's figures, or None."""
+
+
+_VERDICT = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}
+
+
+def _claims(data: ReportData) -> tuple[str, str | None] | None:
+    return (
+        "\n".join(
+            f"- **{_VERDICT[c.holds]}** — {c.text}: {c.evidence}."
+            + (f" *Why:* {c.why}." if c.holds is False and c.why else "")
+            for c in data.claims
+        ),
+        None,
     )
-    if data.policies.height:
-        judged_by = {
-            "gold": "Gold-judge metrics",
-            "reward_model": "**Reward-model proxy** metrics (evaluate.judge=reward_model: the "
-            "'gold' columns are the trained RM's scores, not ground truth)",
-            "preference_model": "**Preference-model** metrics (evaluate.judge=preference_model: "
-            "each response against SFT's, both orders; no pointwise score, so the gold columns "
-            "are empty)",
-            "llm": "**LLM-as-judge** metrics (evaluate.judge=llm: each response against SFT's, "
-            "both orders; no pointwise score, so the gold columns are empty)",
-        }.get(data.judge, f"Metrics judged by {data.judge}")
-        s.append(
-            (
-                "Policies: gold reward and win-rate against SFT",
-                f"{judged_by} on the held-out eval prompts; intervals are 95% two-level "
-                "bootstrap intervals (seeds, then prompts). SFT's win-rate against itself is 0.5 by "
-                "construction.\n\n" + policies_markdown(data.policies),
-                "policies",
-            )
-        )
-        s.append(
-            (
-                "Per-iteration trend",
-                "Each line is one seed's run of the online loop.",
-                "trajectories",
-            )
-        )
-    if data.policies.height and "onpolicy_dpo" in data.policies["policy"].to_list():
-        s.append(("Controls", controls_markdown(data), None))
-    if "kl_to_sft" in data.policies.columns:
-        rows = [
-            {"policy": r["policy"], **{k: fmt(r, k) for k, _ in DISTANCE if r.get(k) is not None}}
-            for r in data.policies.to_dicts()
-            if r.get("kl_to_sft") is not None
-        ]
-        s.append(
-            (
-                "Distance from SFT and reward over-optimisation",
-                "Mean KL(policy || SFT) per eval response (the exact next-token KL summed along "
-                "the policy's own samples, nats) and the reward model's mean score of the same "
-                "responses. Against sqrt(KL), a proxy that keeps rising while gold flattens is the "
-                "over-optimisation of Gao et al. 2023.\n\n"
-                + _md_table(
-                    rows, [("policy", "policy"), *[(k, f"{lb} [95% CI]") for k, lb in DISTANCE]]
-                ),
-                "overoptimisation",
-            )
-        )
-    if data.onpolicy:
-        heldout = (data.rm_eval or {}).get("accuracy")
-        rows = [{**r, "heldout_accuracy": heldout} for r in data.onpolicy]
-        cols = [
-            ("iteration", "iteration"),
-            ("rm_accuracy", "RM accuracy on own samples"),
-            ("heldout_accuracy", "RM held-out accuracy"),
-            ("gold_pairs", "gold-untied sample pairs"),
-            ("gold_mean", "gold: all samples"),
-            ("gold_chosen", "gold: chosen (RM best-of-n)"),
-            ("gold_rejected", "gold: rejected (RM worst-of-n)"),
-            ("gold_best_of_n", "gold: gold's best-of-n"),
-            ("proxy_chosen", "proxy: chosen"),
-            ("proxy_rejected", "proxy: rejected"),
-        ]
-        s.append(
-            (
-                "On-policy diagnostics: the reward model on the samples it labels",
-                "Per iteration, over every pair of one prompt's n samples that the gold judge does "
-                "not tie: how often the RM (length-penalised score) orders them as gold does, next "
-                "to its accuracy on held-out pairs written by the offline sources' model families. "
-                "Then the gold and proxy reward of the pairs the loop trained on, and the gold of "
-                "the best of n had gold picked it: the gap to the chosen column is what the RM's "
-                "errors cost.\n\n" + _md_table(rows, cols),
-                None,
-            )
-        )
-    if data.pair_stats:
-        cols = [
-            ("iteration", "iteration"),
-            ("prompt_groups", "prompt groups (seed x prompt)"),
-            ("n_pairs", "pairs"),
-            ("drop_rate", "drop rate"),
-            ("tie_rate", "all-tied rate"),
-            ("mean_margin", "mean reward margin"),
-            ("mean_chosen_length", f"chosen length ({data.length_unit})"),
-            ("mean_rejected_length", f"rejected length ({data.length_unit})"),
-            ("chosen_longer_rate", "chosen longer"),
-        ]
-        s.append(("On-policy pair statistics", _md_table(data.pair_stats, cols), "pairs"))
-    if data.rewards:
-        cols = [
-            ("iteration", "iteration"),
-            ("responses", "responses"),
-            ("mean_reward", "mean"),
-            ("sd_reward", "sd"),
-            ("p10", "p10"),
-            ("p50", "median"),
-            ("p90", "p90"),
-        ]
-        s.append(("Reward distributions", _md_table(data.rewards, cols), "rewards"))
-    if data.corr_summary:
-        rm, gold = data.corr_summary["rm"], data.corr_summary["gold"]
-        n = data.corr.height
-        body = (
-            f"Per prompt, the Pearson correlation between response length and reward over its n "
-            f"samples ({n} prompt groups; prompts whose samples all tie are left out). "
-            f"Mean r: reward model {rm.mean:.3f} [{rm.lo:.3f}, {rm.hi:.3f}], gold judge "
-            f"{gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}]."
-        )
-        s.append(("Length bias of the reward model", body, "length_corr"))
-    if data.rm_eval and "accuracy" in data.rm_eval:
-        rm = data.rm_eval
-        rows = [{"section": k, "accuracy": v} for k, v in sorted(rm["accuracy_by_section"].items())]
-        rows.append({"section": "all", "accuracy": rm["accuracy"]})
-        for i, a in enumerate(rm.get("member_accuracy", [])):
-            rows.append({"section": f"all, ensemble member {i} alone", "accuracy": a})
-        if "accuracy_demonstrator_style" in rm:
-            rows.append(
-                {
-                    "section": "all, written in the policy's (tutor) style",
-                    "accuracy": rm["accuracy_demonstrator_style"],
-                }
-            )
-        s.append(
-            (
-                "Reward-model evaluation",
-                f"Accuracy against the gold judge on {rm['heldout_pairs']} held-out pairs written by the "
-                "offline sources' families, per section; then on pairs drawn the same way in the SFT "
-                "style.\n\n" + _md_table(rows, [("section", "section"), ("accuracy", "accuracy")]),
-                None,
-            )
-        )
-    if data.rm_eval and "signals" in data.rm_eval:
-        s.append(
-            (
-                "Preference signals against gold (the paper's Table 2)",
-                table2_markdown(data.rm_eval),
-                None,
-            )
-        )
-    if data.table1:
-        cols = [
-            ("source", "source"),
-            ("n_pairs", "#pairs"),
-            ("n_prompts", "#prompts"),
-            ("mean_prompt_turns", "prompt turns"),
-            ("mean_prompt_length", "prompt length"),
-            ("mean_chosen_length", "chosen length"),
-            ("mean_rejected_length", "rejected length"),
-        ]
-        s.append(
-            (
-                "Preference mix (the paper's Table 1; lengths in words)",
-                _md_table(data.table1, cols),
-                None,
-            )
-        )
-    if data.ablations:
-        s.append(
-            (
-                "Ablations",
-                "Each row is one `dvc exp run` (see the README); the final iteration's "
-                "metrics with 95% intervals.\n\n" + ablations_markdown(data.ablations),
-                None,
-            )
-        )
-    else:
-        s.append(
-            (
-                "Ablations",
-                f"Not shown: {data.ablations_note}.",
-                None,
-            )
-        )
-    return s
 
 
-SUMMARY_SECTIONS = (
-    "Claims of the paper, checked on this run",
-    "Policies: gold reward and win-rate against SFT",
-    "Controls",
-    "On-policy diagnostics: the reward model on the samples it labels",
-    "Length bias of the reward model",
-    "Reward-model evaluation",
-    "Ablations",
+def _policies(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.policies.height:
+        return None
+    judged_by = {
+        "gold": "Gold-judge metrics",
+        "reward_model": "**Reward-model proxy** metrics (evaluate.judge=reward_model: the "
+        "'gold' columns are the trained RM's scores, not ground truth)",
+        "preference_model": "**Preference-model** metrics (evaluate.judge=preference_model: "
+        "each response against SFT's, both orders; no pointwise score, so the gold columns "
+        "are empty)",
+        "llm": "**LLM-as-judge** metrics (evaluate.judge=llm: each response against SFT's, "
+        "both orders; no pointwise score, so the gold columns are empty)",
+    }.get(data.judge, f"Metrics judged by {data.judge}")
+    return (
+        f"{judged_by} on the held-out eval prompts; intervals are 95% two-level "
+        "bootstrap intervals (seeds, then prompts). SFT's win-rate against itself is 0.5 by "
+        "construction.\n\n" + policies_markdown(data.policies),
+        "policies",
+    )
+
+
+def _trend(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.policies.height:
+        return None
+    return "Each line is one seed's run of the online loop.", "trajectories"
+
+
+def _controls(data: ReportData) -> tuple[str, str | None] | None:
+    if not (data.policies.height and "onpolicy_dpo" in data.policies["policy"].to_list()):
+        return None
+    return controls_markdown(data), None
+
+
+def _distance(data: ReportData) -> tuple[str, str | None] | None:
+    if "kl_to_sft" not in data.policies.columns:
+        return None
+    rows = [
+        {"policy": r["policy"], **{k: fmt(r, k) for k, _ in DISTANCE if r.get(k) is not None}}
+        for r in data.policies.to_dicts()
+        if r.get("kl_to_sft") is not None
+    ]
+    return (
+        "Mean KL(policy || SFT) per eval response (the exact next-token KL summed along "
+        "the policy's own samples, nats) and the reward model's mean score of the same "
+        "responses. Against sqrt(KL), a proxy that keeps rising while gold flattens is the "
+        "over-optimisation of Gao et al. 2023.\n\n"
+        + _md_table(rows, [("policy", "policy"), *[(k, f"{lb} [95% CI]") for k, lb in DISTANCE]]),
+        "overoptimisation",
+    )
+
+
+def _onpolicy(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.onpolicy:
+        return None
+    heldout = (data.rm_eval or {}).get("accuracy")
+    rows = [{**r, "heldout_accuracy": heldout} for r in data.onpolicy]
+    cols = [
+        ("iteration", "iteration"),
+        ("rm_accuracy", "RM accuracy on own samples"),
+        ("heldout_accuracy", "RM held-out accuracy"),
+        ("gold_pairs", "gold-untied sample pairs"),
+        ("gold_mean", "gold: all samples"),
+        ("gold_chosen", "gold: chosen (RM best-of-n)"),
+        ("gold_rejected", "gold: rejected (RM worst-of-n)"),
+        ("gold_best_of_n", "gold: gold's best-of-n"),
+        ("proxy_chosen", "proxy: chosen"),
+        ("proxy_rejected", "proxy: rejected"),
+    ]
+    return (
+        "Per iteration, over every pair of one prompt's n samples that the gold judge does "
+        "not tie: how often the RM (length-penalised score) orders them as gold does, next "
+        "to its accuracy on held-out pairs written by the offline sources' model families. "
+        "Then the gold and proxy reward of the pairs the loop trained on, and the gold of "
+        "the best of n had gold picked it: the gap to the chosen column is what the RM's "
+        "errors cost.\n\n" + _md_table(rows, cols),
+        None,
+    )
+
+
+def _pair_stats(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.pair_stats:
+        return None
+    cols = [
+        ("iteration", "iteration"),
+        ("prompt_groups", "prompt groups (seed x prompt)"),
+        ("n_pairs", "pairs"),
+        ("drop_rate", "drop rate"),
+        ("tie_rate", "all-tied rate"),
+        ("mean_margin", "mean reward margin"),
+        ("mean_chosen_length", f"chosen length ({data.length_unit})"),
+        ("mean_rejected_length", f"rejected length ({data.length_unit})"),
+        ("chosen_longer_rate", "chosen longer"),
+    ]
+    return _md_table(data.pair_stats, cols), "pairs"
+
+
+def _rewards(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.rewards:
+        return None
+    cols = [
+        ("iteration", "iteration"),
+        ("responses", "responses"),
+        ("mean_reward", "mean"),
+        ("sd_reward", "sd"),
+        ("p10", "p10"),
+        ("p50", "median"),
+        ("p90", "p90"),
+    ]
+    return _md_table(data.rewards, cols), "rewards"
+
+
+def _length_bias(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.corr_summary:
+        return None
+    rm, gold = data.corr_summary["rm"], data.corr_summary["gold"]
+    n = data.corr.height
+    return (
+        f"Per prompt, the Pearson correlation between response length and reward over its n "
+        f"samples ({n} prompt groups; prompts whose samples all tie are left out). "
+        f"Mean r: reward model {rm.mean:.3f} [{rm.lo:.3f}, {rm.hi:.3f}], gold judge "
+        f"{gold.mean:.3f} [{gold.lo:.3f}, {gold.hi:.3f}].",
+        "length_corr",
+    )
+
+
+def _rm_eval(data: ReportData) -> tuple[str, str | None] | None:
+    if not (data.rm_eval and "accuracy" in data.rm_eval):
+        return None
+    rm = data.rm_eval
+    rows = [{"section": k, "accuracy": v} for k, v in sorted(rm["accuracy_by_section"].items())]
+    rows.append({"section": "all", "accuracy": rm["accuracy"]})
+    for i, a in enumerate(rm.get("member_accuracy", [])):
+        rows.append({"section": f"all, ensemble member {i} alone", "accuracy": a})
+    if "accuracy_demonstrator_style" in rm:
+        rows.append(
+            {
+                "section": "all, written in the policy's (tutor) style",
+                "accuracy": rm["accuracy_demonstrator_style"],
+            }
+        )
+    return (
+        f"Accuracy against the gold judge on {rm['heldout_pairs']} held-out pairs written by the "
+        "offline sources' families, per section; then on pairs drawn the same way in the SFT "
+        "style.\n\n" + _md_table(rows, [("section", "section"), ("accuracy", "accuracy")]),
+        None,
+    )
+
+
+def _table2(data: ReportData) -> tuple[str, str | None] | None:
+    if not (data.rm_eval and "signals" in data.rm_eval):
+        return None
+    return table2_markdown(data.rm_eval), None
+
+
+def _table1(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.table1:
+        return None
+    cols = [
+        ("source", "source"),
+        ("n_pairs", "#pairs"),
+        ("n_prompts", "#prompts"),
+        ("mean_prompt_turns", "prompt turns"),
+        ("mean_prompt_length", "prompt length"),
+        ("mean_chosen_length", "chosen length"),
+        ("mean_rejected_length", "rejected length"),
+    ]
+    return _md_table(data.table1, cols), None
+
+
+def _ablations(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.ablations:
+        return f"Not shown: {data.ablations_note}.", None
+    return (
+        "Each row is one `dvc exp run` (see the README); the final iteration's "
+        "metrics with 95% intervals.\n\n" + ablations_markdown(data.ablations),
+        None,
+    )
+
+
+@dataclass(frozen=True)
+class Part:
+    """A kind of section, in report order: its title, how it is built from the report's data
+    (None: the run has nothing for it), and whether the summary (reports/summary.md) and the
+    README's results block show it."""
+
+    title: str
+    build: Callable[[ReportData], tuple[str, str | None] | None]
+    summary: bool = False
+    readme: bool = False
+
+
+# readme: what a first visit needs (does the recipe hold here, and by how much).
+PARTS = (
+    Part("Claims of the paper, checked on this run", _claims, summary=True, readme=True),
+    Part("Policies: gold reward and win-rate against SFT", _policies, summary=True, readme=True),
+    Part("Per-iteration trend", _trend),
+    Part("Controls", _controls, summary=True),
+    Part("Distance from SFT and reward over-optimisation", _distance),
+    Part(
+        "On-policy diagnostics: the reward model on the samples it labels", _onpolicy, summary=True
+    ),
+    Part("On-policy pair statistics", _pair_stats),
+    Part("Reward distributions", _rewards),
+    Part("Length bias of the reward model", _length_bias, summary=True),
+    Part("Reward-model evaluation", _rm_eval, summary=True),
+    Part("Preference signals against gold (the paper's Table 2)", _table2),
+    Part("Preference mix (the paper's Table 1; lengths in words)", _table1),
+    Part("Ablations", _ablations, summary=True),
 )
+SUMMARY_SECTIONS = tuple(p.title for p in PARTS if p.summary)
+README_SECTIONS = tuple(p.title for p in PARTS if p.readme)
+
+
+def build_sections(data: ReportData) -> list[Section]:
+    """The report's sections, in order, for those parts the run has data for."""
+    return [Section(p.title, *built) for p in PARTS if (built := p.build(data)) is not None]
 
 
 def summary_markdown(sections) -> str:
     """The headline sections without figures: what the README's results block shows."""
     parts = []
-    for title, body, _ in sections:
-        if title in SUMMARY_SECTIONS:
-            parts.append(f"**{title}.**\n\n{body}\n")
+    for s in sections:
+        if s.title in SUMMARY_SECTIONS:
+            parts.append(f"**{s.title}.**\n\n{s.body}\n")
     return "\n".join(parts)
 
 

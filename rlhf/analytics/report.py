@@ -50,7 +50,7 @@ def build_report(params: Params, root: Path = Path(".")) -> ReportData:
         figs["rewards"] = fig_rewards(data, fig_dir)
     if data.corr.height:
         figs["length_corr"] = fig_length_corr(data, fig_dir)
-    sections = build_sections(data, params, figs)
+    sections = build_sections(data)
     write_plot_series(data, root / paths.PLOTS_DIR)
     out_dir = root / paths.REPORTS_DIR
     write_text(root / paths.REPORT_MD, render_markdown(sections, figs, out_dir))

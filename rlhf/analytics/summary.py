@@ -14,12 +14,9 @@ import json
 import re
 from pathlib import Path
 
-from rlhf.analytics.render import SUMMARY_SECTIONS
+from rlhf.analytics.render import README_SECTIONS
 from rlhf.core import paths
 from rlhf.core.io import write_text
-
-# What a first visit needs: does the paper's recipe hold here, and by how much.
-README_SECTIONS = SUMMARY_SECTIONS[:2]
 
 
 def stage_times(timings_dir: Path) -> dict[str, dict]:
