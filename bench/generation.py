@@ -49,7 +49,10 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=64, help="eval prompts used, count")
     p.add_argument("--n", type=int, default=8, help="samples per prompt")
     p.add_argument("--tokens", type=int, default=32, help="tokens per sample")
-    p.add_argument("--batch", type=int, default=32, help="prompts per call, batched way")
+    p.add_argument(
+        "--batch", default="32", help="prompts per call, batched way; several: 32,64,128 (arms)"
+    )
+    p.add_argument("--skip-loop", action="store_true", help="batched arms only")
     args = p.parse_args()
     tok = load_tokenizer(args.policy)
     tok.padding_side = "left"
@@ -59,12 +62,20 @@ def main() -> None:
     total = len(texts) * args.n * args.tokens
     with torch.inference_mode():
         run(model, tok, texts[:2], args.n, 4, 2)  # warm-up
-        loop = run(model, tok, texts, args.n, args.tokens, 1)
-        batched = run(model, tok, texts, args.n, args.tokens, args.batch)
+        loop = None if args.skip_loop else run(model, tok, texts, args.n, args.tokens, 1)
+        sizes = [int(b) for b in args.batch.split(",")]
+        batched = {b: run(model, tok, texts, args.n, args.tokens, b) for b in sizes}
     print(f"{total} tokens each way ({len(texts)} prompts x {args.n} samples x {args.tokens})")
-    print(f"per-prompt loop : {loop:6.1f} s, {total / loop:8.0f} tok/s")
-    print(f"batched ({args.batch:>3})   : {batched:6.1f} s, {total / batched:8.0f} tok/s")
-    print(f"RATIO generation batched / per-prompt loop: {loop / batched:.1f}x (target >= 5x)")
+    if loop is not None:
+        print(f"per-prompt loop : {loop:6.1f} s, {total / loop:8.0f} tok/s")
+    for b, s in batched.items():
+        print(f"batched ({b:>3})   : {s:6.1f} s, {total / s:8.0f} tok/s")
+    first = batched[sizes[0]]
+    for b in sizes[1:]:
+        print(f"RATIO batch {b} / batch {sizes[0]}: {first / batched[b]:.2f}x")
+    if loop is not None:
+        best = min(batched.values())
+        print(f"RATIO generation batched / per-prompt loop: {loop / best:.1f}x (target >= 5x)")
     try:
         import vllm  # noqa: F401
     except ImportError:
