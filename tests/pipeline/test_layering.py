@@ -67,3 +67,36 @@ def test_nothing_that_trains_or_labels_reaches_the_gold_judge():
         and judge in closure(f)
     ]
     assert not training, training
+
+
+def import_cycles(repo) -> list[list[str]]:
+    """Every cycle of the project's import graph (imports anywhere in a module, functions too)."""
+    from rlhf.core.modules import imports as file_imports
+
+    files = sorted((repo / "rlhf").rglob("*.py"))
+    graph = {f: sorted(d for d in file_imports(f, repo) if d != f) for f in files}
+    state: dict = {}
+    found: list[list[str]] = []
+
+    def visit(f, path):
+        state[f] = "open"
+        for d in graph.get(f, []):
+            if state.get(d) == "open":
+                found.append([p.relative_to(repo).as_posix() for p in path[path.index(d) :] + [d]])
+            elif d not in state:
+                visit(d, [*path, d])
+        state[f] = "done"
+
+    for f in files:
+        if f not in state:
+            visit(f, [f])
+    return found
+
+
+def test_no_import_circle(tmp_path):
+    assert not import_cycles(REPO)
+    # The check finds a circle where there is one: a imports b, b imports a.
+    (tmp_path / "rlhf").mkdir()
+    (tmp_path / "rlhf" / "a.py").write_text("from rlhf import b\n")
+    (tmp_path / "rlhf" / "b.py").write_text("def f():\n    from rlhf.a import x\n")
+    assert import_cycles(tmp_path) == [["rlhf/a.py", "rlhf/b.py", "rlhf/a.py"]]
