@@ -68,19 +68,22 @@ def _commit(tmps: list[Path], targets: list[Path], own: list[Path]) -> None:
     try:
         for tmp, target, d in zip(tmps, targets, own, strict=True):
             old = d / f"{target.name}.old"
-            if target.is_dir() and not target.is_symlink():
-                # A directory cannot be replaced in one rename: move the old one aside first
-                # (and again if another writer's lands in between: the last rename wins).
-                os.replace(target, old)
-                undo.append((target, old))
+            if _is_dir(tmp) or _is_dir(target):
+                # A directory cannot be replaced in one rename: move the old one aside first,
+                # and again whenever another writer's lands in between (also where there was
+                # none when this writer looked): the last rename wins.
+                had = _is_dir(target)
+                if had:
+                    os.replace(target, old)
+                undo.append((target, old if had else None))
                 for i in range(8):
                     try:
                         os.replace(tmp, target)
                         break
                     except OSError:
-                        if not target.is_dir() or target.is_symlink():
+                        if not _is_dir(target):
                             raise
-                        os.replace(target, d / f"raced-{i}")
+                        os.replace(target, d / f"{target.name}.raced-{i}")
                 else:
                     raise OSError(f"{target}: other writers kept replacing it")
                 continue
@@ -99,6 +102,10 @@ def _commit(tmps: list[Path], targets: list[Path], own: list[Path]) -> None:
                         _remove(target)
                     os.replace(old, target)
         raise
+
+
+def _is_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink()
 
 
 def _keep(target: Path, old: Path) -> None:

@@ -116,6 +116,29 @@ def test_two_processes_writing_one_folder_both_finish_and_one_wins_whole(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def test_a_folder_another_writer_lands_after_the_look_does_not_fail_this_one(tmp_path, monkeypatch):
+    """The window the two-process test above hits by chance, made certain: both writers of a
+    new folder saw no target, and the other's rename lands just before this one's."""
+    out = tmp_path / "model"
+    rename, landed = os.replace, []
+
+    def the_other_lands_first(src, dst):
+        if Path(dst) == out and not landed:
+            landed.append(out)
+            other = tmp_path / "other"
+            other.mkdir()
+            (other / "w").write_text("b")
+            rename(other, out)
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", the_other_lands_first)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        (tmp / "w").write_text("a")
+    assert (out / "w").read_text() == "a" and [p.name for p in out.iterdir()] == ["w"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
 # --- convert / prompts: an output and its quarantine together ------------------------------
 
 
