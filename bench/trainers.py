@@ -1,13 +1,16 @@
 """Training throughput of every trainer the pipeline uses, side by side in one run: uniformly
 random batches as they are, the same batches cut into length-sorted micro-batches
-(`<section>.train.micro_batches`), and length-grouped batches (`group_by_length`); the same
-examples, the same start, one epoch each, with the pipeline's own batch sizes and max lengths.
+(`<section>.train.micro_batches`), length-grouped batches (`group_by_length`), and for the
+reward model batches of whole prompts' pairs (`reward_model.prompt_chunk`, each distinct answer
+computed once); the same examples (whole prompts' pairs), the same start, one epoch each, with
+the pipeline's own batch sizes and max lengths.
 
 Run after `dvc repro` (reads models/base, models/sft, the mix and the demonstrations):
 
     python bench/trainers.py --examples 2000 [--arms random micro4 grouped] [--only reward_model]
 
-Prints, per trainer and arm, seconds, real (non-padding) tokens per second and the final
+Prints, per trainer and arm, seconds, real (non-padding) tokens of the examples per second
+(work done: an answer computed once for two pairs counts twice) and the final
 training loss (micro-batches should match random's up to float rounding: the same batches),
 then `RATIO` lines (random seconds / the arm's seconds).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+import re
 import time
 
 import datasets
@@ -44,7 +48,8 @@ def main() -> None:
         "--arms",
         nargs="*",
         default=["random", "micro2", "micro4", "micro8", "grouped"],
-        help="random, microN (N length-sorted micro-batches per batch), grouped; run in order",
+        help="random, microN (N length-sorted micro-batches per batch), grouped, promptKxN (the "
+        "RM's batches of whole prompts, K pairs of a prompt at most, N micro-batches); in order",
     )
     args = p.parse_args()
     params = load_params()
@@ -54,8 +59,15 @@ def main() -> None:
     base_tok, sft_tok = load_tokenizer(paths.BASE_MODEL), load_tokenizer(paths.SFT_MODEL)
     b = params.base
 
-    pairs = datasets.Dataset(prefs.select(["chosen", "rejected"])).shuffle(seed=0)
-    pairs = pairs.select(range(min(n, len(pairs))))
+    # Whole prompts' pairs (prompts in a seeded order until n pairs), as the mix has them:
+    # a uniform sample of pairs would split the prompts that the prompt-chunk arms group.
+    by_prompt: dict[str, list[int]] = {}
+    for i, c in enumerate(prefs.column("chosen").to_pylist()):
+        by_prompt.setdefault(repr(c[:-1]), []).append(i)
+    groups = list(by_prompt.values())
+    random.Random(0).shuffle(groups)
+    keep = [i for g in groups for i in g][:n]
+    pairs = datasets.Dataset(prefs.select(["chosen", "rejected"]).take(keep))
     pairs = pairs.map(to_trl_preference, remove_columns=pairs.column_names)
 
     def pair_texts(ds):
@@ -104,8 +116,9 @@ def main() -> None:
         "reward_model": (
             params.reward_model.train,
             _tokens(sft_tok, pair_texts(pairs), params.reward_model.train.max_length),
-            lambda c: train.reward_model(
-                load_reward_model(paths.SFT_MODEL, sft_tok.pad_token_id), sft_tok, pairs, c, 0
+            lambda c, chunk=0: train.reward_model(
+                load_reward_model(paths.SFT_MODEL, sft_tok.pad_token_id), sft_tok, pairs, c, 0,
+                prompt_chunk=chunk,
             )[1],
         ),
         "preference_model": (
@@ -127,9 +140,12 @@ def main() -> None:
             continue
         seconds = {}
         for arm in args.arms:
-            cfg = dataclasses.replace(tcfg, epochs=1.0, **_arm(arm))
+            fields, chunk = _arm(arm)
+            if chunk and name != "reward_model":
+                continue  # prompt chunks are the reward model's
+            cfg = dataclasses.replace(tcfg, epochs=1.0, **fields)
             t = time.perf_counter()
-            summary = run(cfg)
+            summary = run(cfg, chunk) if chunk else run(cfg)
             seconds[arm] = time.perf_counter() - t
             print(
                 f"{name:>17} {arm:>8}: {seconds[arm]:7.1f} s, {summary['steps']:4d} steps, "
@@ -137,19 +153,22 @@ def main() -> None:
                 flush=True,
             )
         for arm in args.arms:
-            if arm != "random" and "random" in seconds:
+            if arm != "random" and "random" in seconds and arm in seconds:
                 print(f"RATIO {name} {arm} speed-up: {seconds['random'] / seconds[arm]:.2f}x")
 
 
-def _arm(arm: str) -> dict:
-    """The TrainConfig fields an arm sets (besides epochs)."""
+def _arm(arm: str) -> tuple[dict, int]:
+    """The TrainConfig fields an arm sets (besides epochs), and its prompt chunk (0 = none)."""
     if arm == "random":
-        return dict(group_by_length=False, micro_batches=1)
+        return dict(group_by_length=False, micro_batches=1), 0
     if arm == "grouped":
-        return dict(group_by_length=True, micro_batches=1)
+        return dict(group_by_length=True, micro_batches=1), 0
     if arm.startswith("micro") and arm[5:].isdigit():
-        return dict(group_by_length=False, micro_batches=int(arm[5:]))
-    raise SystemExit(f"unknown arm {arm!r}: random, grouped or microN")
+        return dict(group_by_length=False, micro_batches=int(arm[5:])), 0
+    m = re.fullmatch(r"prompt(\d+)x(\d+)", arm)
+    if m:
+        return dict(group_by_length=False, micro_batches=int(m[2])), int(m[1])
+    raise SystemExit(f"unknown arm {arm!r}: random, grouped, microN or promptKxN")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def run_reward_model(
             # later), or every run trains a different reward model.
             set_seed(seed)
             model = load_reward_model(init, tok.pad_token_id)
-            model, summary = train.reward_model(model, tok, ds, cfg.train, seed)
+            model, summary = train.reward_model(
+                model, tok, ds, cfg.train, seed, prompt_chunk=cfg.prompt_chunk
+            )
             name = f"member_{i}"
             save_model(model, tok, out if cfg.ensemble == 1 else out / name)
             members.append({"name": name, "seed": seed, **summary})

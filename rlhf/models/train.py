@@ -3,7 +3,10 @@ reward model (RewardTrainer) and DPO (DPOTrainer). No hand-written training loop
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import random
 import re
 import tempfile
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 import datasets
 import torch
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl.trainer.utils import pad
 
 from rlhf.core.config import TrainConfig
 
@@ -207,14 +211,164 @@ def _with_lengths(pairs: datasets.Dataset, cfg: TrainConfig) -> datasets.Dataset
     return pairs.map(pair_length)
 
 
-def reward_model(model, tokenizer, prefs: datasets.Dataset, cfg: TrainConfig, seed: int):
-    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples."""
-    prefs = _with_lengths(prefs, cfg)
+PROMPT_GROUP = "prompt_group"
+"""Column of a preference dataset naming its prompt (an integer key) for `PromptChunkSampler`."""
+
+
+def prompt_groups(pairs: datasets.Dataset) -> datasets.Dataset:
+    """`pairs` (explicit-prompt preference examples) with a `PROMPT_GROUP` key per prompt: a
+    hash of the prompt's messages, so that equal prompts get equal keys whatever their ids."""
+
+    def key(example: dict[str, Any]) -> dict[str, int]:
+        text = json.dumps(example["prompt"], sort_keys=True, ensure_ascii=False)
+        return {PROMPT_GROUP: int(hashlib.blake2b(text.encode(), digest_size=7).hexdigest(), 16)}
+
+    return pairs.map(key)
+
+
+class PromptChunkSampler(torch.utils.data.Sampler[int]):
+    """Pair indices in which the pairs of one prompt come together, in chunks of at most
+    `chunk` pairs: each epoch the chunks are shuffled, and the pairs inside each chunk, from
+    `seed + epoch` (the Trainer calls `set_epoch`), so every pair is seen once per epoch as
+    with a uniformly random order. Consecutive indices form the batches, so most of a prompt's
+    pairs share one batch, where `SharedSequenceCollator` computes each distinct answer once."""
+
+    def __init__(self, groups: list[int], chunk: int, seed: int):
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        self.groups = [members[g] for g in sorted(members)]
+        self.chunk, self.seed, self.epoch, self.n = chunk, seed, 0, len(groups)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        rng = random.Random(self.seed + self.epoch)
+        chunks = []
+        for pairs in self.groups:
+            pairs = list(pairs)
+            rng.shuffle(pairs)
+            chunks += [pairs[i : i + self.chunk] for i in range(0, len(pairs), self.chunk)]
+        rng.shuffle(chunks)
+        return iter([i for c in chunks for i in c])
+
+
+class SharedSequenceCollator:
+    """A batch of tokenised pairs (TRL's `chosen_ids`/`rejected_ids`) as its distinct sequences,
+    each once, sorted by length and cut into `parts` micro-batches padded (right, as TRL's
+    collator) to their own longest; `chosen`/`rejected` index each pair's two sequences in that
+    sorted order. A prompt's answers recur across its pairs (the mix's 58 K pair sides are 42 K
+    distinct sequences), so a batch of a prompt's pairs has fewer sequences than sides."""
+
+    def __init__(self, pad_token_id: int, parts: int):
+        self.pad, self.parts = pad_token_id, parts
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        index: dict[tuple[int, ...], int] = {}
+
+        def at(ids) -> int:
+            return index.setdefault(tuple(ids), len(index))
+
+        chosen = [at(e["chosen_ids"]) for e in examples]
+        rejected = [at(e["rejected_ids"]) for e in examples]
+        seqs = list(index)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        rank = {j: r for r, j in enumerate(order)}
+        k = max(1, min(self.parts, len(order)))
+        cuts = [len(order) * j // k for j in range(k + 1)]
+        micro = []
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            part = [torch.tensor(seqs[j]) for j in order[a:b]]
+            micro.append(
+                {
+                    "input_ids": pad(part, padding_value=self.pad, padding_side="right"),
+                    "attention_mask": pad(
+                        [torch.ones_like(t) for t in part], padding_value=0, padding_side="right"
+                    ),
+                }
+            )
+        return {
+            _MICRO: micro,
+            "chosen": torch.tensor([rank[i] for i in chosen]),
+            "rejected": torch.tensor([rank[i] for i in rejected]),
+        }
+
+
+class PromptChunkRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer with `PromptChunkSampler` batches and `SharedSequenceCollator`:
+    the same Bradley-Terry loss (the mean of -log sigmoid(r_chosen - r_rejected) over the
+    batch's pairs), with each distinct sequence of a batch computed once."""
+
+    def __init__(self, *args, chunk: int, micro_batches: int, **kwargs):
+        self._chunk = chunk
+        super().__init__(*args, **kwargs)
+        self.data_collator = SharedSequenceCollator(
+            self.processing_class.pad_token_id, micro_batches
+        )
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if PROMPT_GROUP not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, PROMPT_GROUP]
+
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        return PromptChunkSampler(ds[PROMPT_GROUP], self._chunk, self.args.data_seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if _MICRO not in inputs:  # evaluation batches come from TRL's own collator
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if return_outputs:
+            raise ValueError("shared-sequence batches give a training loss only")
+        rewards = torch.cat(
+            [model(**m, use_cache=False).logits.squeeze(-1) for m in inputs[_MICRO]]
+        )
+        margin = rewards[inputs["chosen"]] - rewards[inputs["rejected"]]
+        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        tokens = sum(m["attention_mask"].sum() for m in inputs[_MICRO])
+        self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        with torch.no_grad():
+            accuracy = self.accelerator.gather_for_metrics((margin > 0).float().mean())
+            self._metrics["train"]["accuracy"].append(accuracy.mean().item())
+            self._metrics["train"]["margin"].append(margin.mean().item())
+        return loss
+
+
+def reward_model(
+    model,
+    tokenizer,
+    prefs: datasets.Dataset,
+    cfg: TrainConfig,
+    seed: int,
+    prompt_chunk: int = 0,
+):
+    """Bradley-Terry reward model on conversational prompt/chosen/rejected examples; with
+    `prompt_chunk` > 0, batches of whole prompts' pairs (`PromptChunkRewardTrainer`)."""
     with tempfile.TemporaryDirectory() as out:
         args = RewardConfig(**_common_args(cfg, out, seed))
-        trainer = _trainer_class(RewardTrainer, cfg)(
-            model=model, args=args, train_dataset=prefs, processing_class=tokenizer
-        )
+        if prompt_chunk:
+            if cfg.group_by_length:
+                raise ValueError("prompt-chunk batches and group_by_length exclude each other")
+            trainer = PromptChunkRewardTrainer(
+                model=model,
+                args=args,
+                train_dataset=prompt_groups(prefs),
+                processing_class=tokenizer,
+                chunk=prompt_chunk,
+                micro_batches=cfg.micro_batches,
+            )
+        else:
+            trainer = _trainer_class(RewardTrainer, cfg)(
+                model=model,
+                args=args,
+                train_dataset=_with_lengths(prefs, cfg),
+                processing_class=tokenizer,
+            )
         result = trainer.train()
     return _finish(trainer), _summary(result)
 

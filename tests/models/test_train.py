@@ -133,3 +133,83 @@ def test_micro_batches_must_be_a_positive_count(tmp_path):
     (tmp_path / "params.yaml").write_text("sft:\n  train: {micro_batches: 0}\n")
     with pytest.raises(ConfigError, match="micro_batches"):
         load_params(tmp_path / "params.yaml")
+
+
+# --- prompt chunks: a prompt's pairs in one batch, each distinct answer computed once --------
+
+# Three answers per prompt, every pair of them: each answer is a side of two pairs.
+RECURRING = [
+    (p, [x, y, z])
+    for p, x, y, z in [
+        ("what is 2 plus 2?", "4.", "four, i think.", "sure. first wait until night. " * 3),
+        ("what color is the fox?", "the fox is red. " * 3, "red.", "blue."),
+        ("where does the whale live?", "in the ocean.", "it lives in the sea. " * 2, "desert."),
+        ("name a prime.", "seven.", "two is prime.", "eight is prime. " * 4),
+    ]
+]
+
+
+def _recurring_table():
+    rows = [
+        {"prompt": [{"role": "user", "content": p}], "chosen": a[i], "rejected": a[j]}
+        for p, a in RECURRING
+        for i, j in ((0, 1), (0, 2), (1, 2))
+    ]
+    return pairs_to_trl(pa.Table.from_pylist(rows))
+
+
+def test_the_shared_collator_computes_each_distinct_answer_once_and_indexes_every_pair():
+    tok = _tok()
+    examples = [
+        {
+            "chosen_ids": tok.apply_chat_template(r["prompt"] + r["chosen"])["input_ids"],
+            "rejected_ids": tok.apply_chat_template(r["prompt"] + r["rejected"])["input_ids"],
+        }
+        for r in _recurring_table()
+    ]
+    out = train.SharedSequenceCollator(tok.pad_token_id, 3)(examples)
+    rows = [
+        ids[mask.bool()].tolist()
+        for m in out["micro_batches"]
+        for ids, mask in zip(m["input_ids"], m["attention_mask"], strict=True)
+    ]
+    assert len(rows) == 12 < 2 * len(examples)  # 24 pair sides, 12 distinct sequences
+    assert [len(r) for r in rows] == sorted(len(r) for r in rows)  # length-sorted slices
+    for e, c, r in zip(examples, out["chosen"], out["rejected"], strict=True):
+        assert rows[c] == e["chosen_ids"] and rows[r] == e["rejected_ids"]
+
+
+def test_the_prompt_chunk_sampler_keeps_a_prompts_pairs_together_and_reshuffles_each_epoch():
+    groups = [g for g in range(6) for _ in range(g + 1)]  # prompt g has g + 1 pairs
+    sampler = train.PromptChunkSampler(groups, chunk=4, seed=0)
+    orders = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    assert orders[0] == orders[2] != orders[1]  # seeded per epoch
+    for order in orders:
+        assert sorted(order) == list(range(len(groups)))  # every pair once per epoch
+        # A prompt's pairs lie in at most one run per chunk of 4 (a random order: ~1 per pair).
+        starts = [
+            i for i in range(len(order)) if i == 0 or groups[order[i]] != groups[order[i - 1]]
+        ]
+        runs = [groups[order[i]] for i in starts]
+        assert all(runs.count(g) <= -(-(g + 1) // 4) for g in range(6)), order
+
+
+def test_reward_model_in_prompt_chunks_trains_as_the_plain_trainer_on_the_same_batches(tmp_path):
+    tok = _tok()
+    save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "pol")
+    prefs = _recurring_table()
+    init = load_reward_model(tmp_path / "pol", tok.pad_token_id)
+    before = copy.deepcopy(init.state_dict())
+    # One batch per step holding every pair: the same pairs per step whatever the order.
+    cfg = _cfg(2, lr=5e-3, batch_size=len(prefs), epochs=3.0)
+    plain, s1 = train.reward_model(copy.deepcopy(init), tok, prefs, cfg, seed=0)
+    shared, s2 = train.reward_model(copy.deepcopy(init), tok, prefs, cfg, seed=0, prompt_chunk=8)
+    assert _moved(before, shared)
+    assert s1["steps"] == s2["steps"] == 3
+    assert s2["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)
+    assert _max_rel_diff(plain, shared) < 1e-4
+    with pytest.raises(ValueError, match="exclude"):
+        train.reward_model(init, tok, prefs, _cfg(1, group_by_length=True), 0, prompt_chunk=8)
