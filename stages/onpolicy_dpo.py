@@ -24,10 +24,11 @@ def main() -> None:
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
     from rlhf.online.controls import onpolicy_control
+    from rlhf.world.annotator import ranker
 
     with Timer("onpolicy_dpo"):
         scored, pairs, summary = onpolicy_control(
-            params, args.sft, args.rm, args.prompts, args.out, args.pm
+            params, args.sft, args.rm, args.prompts, args.out, args.pm, ranker(params)
         )
     write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
     write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")

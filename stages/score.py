@@ -1,5 +1,6 @@
 """Stage `score@<iteration>`: reward of every response from the RM (or the preference model's
-round robin under score.ranker=preference_model), with the length penalty."""
+round robin under score.ranker=preference_model, the world's annotator under
+score.ranker=annotator), with the length penalty."""
 
 from _common import Timer, params_or_exit, parser
 
@@ -20,14 +21,16 @@ def main() -> None:
     p.add_argument("--generations", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    cfg = params_or_exit(args.params).score
+    params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
     from rlhf.online.scoring import score
+    from rlhf.world.annotator import ranker
 
     work = paths.shards(f"score@{args.iteration}")
     with Timer(f"score@{args.iteration}") as t:
+        gens = read_table("generations", args.generations)
         table = score(
-            cfg, args.rm, read_table("generations", args.generations), workdir=work, pm_dir=args.pm
+            params.score, args.rm, gens, workdir=work, pm_dir=args.pm, annotator=ranker(params)
         )
     write_table("scored", table, args.out)
     clear(work)

@@ -70,6 +70,13 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         },
         "verbose_annotators with the length penalty (0.02 per character)",
     ),
+    # The paper's ideal (section 1.2): the online oracle, here the world's human-like annotator
+    # with its noise (rlhf/world/annotator.py), ranks each iteration's samples instead of the
+    # proxy RM, all else equal: the upper bound of the proxy loop's gain.
+    "oracle_annotator": (
+        {"score.ranker": "annotator"},
+        "the world's annotator (noise included) ranks the samples instead of the reward model",
+    ),
     # Not an RLHF setting: SFT and the RM retrained with other seeds (so nothing after `base`
     # comes from the cache), to see whether the orderings survive their training noise.
     "replicate_sft_rm_seed_1": (

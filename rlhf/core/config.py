@@ -441,10 +441,12 @@ class ScoreConfig:
     """Batch responses of similar length (all rows sorted by prompt + response characters
     before they are cut into shards and batches of batch_size, rewards back in row order):
     less padding per forward pass; the same rewards for any shard size or worker count."""
-    ranker: Literal["reward_model", "preference_model"] = "reward_model"
-    """Who ranks each prompt's n samples: the reward model's score (paper), or the preference
-    model's round robin (every pair in both orders, n(n-1) calls per prompt): a sample's reward
-    is then its mean probability of beating the others, in [0, 1]."""
+    ranker: Literal["reward_model", "preference_model", "annotator"] = "reward_model"
+    """Who ranks each prompt's n samples: the reward model's score (paper), the preference
+    model's round robin (every pair in both orders, n(n-1) calls per prompt: a sample's reward
+    is then its mean probability of beating the others, in [0, 1]), or the embedded world's
+    human-like annotator, noise included (gold + Gumbel noise at world.annotator_temperature;
+    rlhf/world/annotator.py): the paper's ideal online oracle, a control."""
 
     def __post_init__(self) -> None:
         if self.shard_rows % self.batch_size:

@@ -11,9 +11,11 @@ each improved policy (iterating).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from rlhf.core import paths
@@ -34,10 +36,12 @@ def onpolicy_control(
     prompts_path: str | Path,
     out_dir: str | Path,
     pm_dir: str | Path | None = None,
+    annotator: Callable[[pa.Table], np.ndarray] | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """Run the control for every seed; returns the scored samples, the pairs trained on and a
     summary per seed. Models go to `out_dir/seed_<s>`. The same generate, score, pairs and DPO
-    settings as the iterations; DPO's reference is SFT."""
+    settings as the iterations (`annotator`: the ranker under score.ranker=annotator, as for
+    rlhf.online.scoring.score); DPO's reference is SFT."""
     cfg = params.onpolicy_control
     if not cfg.prompt_splits:
         raise ValueError("onpolicy_control.prompt_splits is empty: the control has no prompts")
@@ -48,7 +52,7 @@ def onpolicy_control(
     for s in params.seeds:
         sft = paths.replicate(sft_dir, s)
         gens = generate(params.generate, CONTROL, sft, prompts, s, work / "generate")
-        scored = score(params.score, rm_dir, gens, f"seed_{s}", work / "score", pm_dir)
+        scored = score(params.score, rm_dir, gens, f"seed_{s}", work / "score", pm_dir, annotator)
         pairs, report = select_pairs(params.pairs, CONTROL, scored)
         trained = run_dpo(
             params.dpo, sft, sft, pairs, paths.replicate_out(out_dir, s), f"{CONTROL}/seed_{s}"

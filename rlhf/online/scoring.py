@@ -4,6 +4,7 @@ an ensemble scores the mean of its members minus k times their spread."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -128,13 +129,20 @@ def score(
     name: str = "scored",
     workdir: str | Path | None = None,
     pm_dir: str | Path | None = None,
+    annotator: Callable[[pa.Table], np.ndarray] | None = None,
 ) -> pa.Table:
     """The reward of every generation (and its length-penalised reward), in shards of
     `cfg.shard_rows` responses kept under `workdir` (default `.rlhf/shards/score`) until the
     caller has written its output and cleared them; finished shards of an interrupted run are
     reused, and the workers of a multi-process launch share the shards. Under
     score.ranker=preference_model the reward is the round-robin score of the preference model
-    at `pm_dir` within each (seed, prompt) group of samples (shards of whole groups)."""
+    at `pm_dir` within each (seed, prompt) group of samples (shards of whole groups). Under
+    score.ranker=annotator it is `annotator(gens)`, the world's annotator that the stage passes
+    in (rlhf.world.annotator): nothing in the loop imports the world's judge itself."""
+    if cfg.ranker == "annotator":
+        if annotator is None:
+            raise ValueError("score.ranker=annotator needs the world's annotator (the stage's)")
+        return _with_rewards(cfg, gens, annotator(gens), rm_dir)
     if cfg.ranker == "preference_model":
         return _with_rewards(cfg, gens, _pm_rewards(cfg, pm_dir, gens, name, workdir), rm_dir)
     prompts = gens.column("prompt").to_pylist()
