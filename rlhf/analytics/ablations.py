@@ -95,6 +95,8 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         "replicate seed 2 with an ensemble of 3 RMs (mean score)",
     ),
 }
+ORACLE = "oracle_annotator"
+"""The ablation the report reads as the oracle control (rlhf.analytics.render)."""
 PREFIX = "abl-"
 # Settings that change no number an ablation compares: the report's presentation, and how work
 # is cut and started (shard sizes and launchers; tests/online/test_workers.py shows the tables are
@@ -225,7 +227,8 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
             if isinstance(v, dict) and {"mean", "lo", "hi"} <= set(v)
         },
         "policies": {
-            p: {k: m[k] for k in ("gold_mean", "win_rate_vs_sft")} for p, m in policies.items()
+            p: {k: m[k] for k in ("gold_mean", "win_rate_vs_sft", "gold_gain_vs_sft") if k in m}
+            for p, m in policies.items()
         },
         # The run's RM on Table 2's written samples: its length preference beside gold's.
         "rm_eval": {k: rm[k] for k in RM_EVAL_KEYS if k in rm},

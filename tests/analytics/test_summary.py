@@ -166,3 +166,26 @@ def test_length_claims_cite_the_verbose_annotator_ablations(tmp_path):
     assert "LC win-rate of 0.530 against 0.500" in penalty.why
     md = (tmp_path / paths.REPORT_MD).read_text()
     assert "| 0.210 (-0.160) |" in md  # the RM's length r beside gold's in the ablation table
+
+
+def test_the_oracle_control_shows_the_share_of_its_gain_the_proxy_keeps(tmp_path):
+    from rlhf.analytics.ablations import ORACLE, fingerprint
+
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)  # iter_1's gain: 0.21
+    report_md = tmp_path / paths.REPORT_MD
+    build_report(params, tmp_path)
+    assert "The oracle control" not in report_md.read_text()  # no oracle run collected
+    oracle = {
+        "ablation": ORACLE,
+        "change": "x",
+        "seeds": 3,
+        "final": metrics(0.7, 0.75, 10.0),
+        "policies": {"iter_1": {"gold_gain_vs_sft": iv(0.3, 0.02)}},
+    }
+    (tmp_path / paths.ABLATIONS).write_text(
+        json.dumps({"params_fingerprint": fingerprint(params), "runs": [oracle], "stale": []})
+    )
+    build_report(params, tmp_path)
+    md = report_md.read_text()
+    assert "## The oracle control" in md
+    assert "| iter_1 | 0.210 [0.190, 0.230] | 0.300 [0.280, 0.320] | 0.70 |" in md
