@@ -31,7 +31,9 @@ def test_two_samples_compare_as_the_worlds_annotators_compare_a_pair():
     prompt, a, b = _two_answers()
     t = 0.08
     groups = {f"p{i}": [(a, 0.0), (b, 0.0)] for i in range(4000)}
-    table = pa.Table.from_pylist(scored_rows("iter_1", groups, [{"role": "user", "content": prompt}]))
+    table = pa.Table.from_pylist(
+        scored_rows("iter_1", groups, [{"role": "user", "content": prompt}])
+    )
     r = annotator_rewards(table, t).reshape(-1, 2)
     expected = 1 / (1 + math.exp(-(gold(prompt, a) - gold(prompt, b)) / t))
     assert 0.55 < expected < 0.95  # a comparison the noise decides now and then
