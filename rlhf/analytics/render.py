@@ -253,7 +253,7 @@ def _policies(data: ReportData) -> tuple[str, str | None] | None:
     )
 
 
-def oracle_markdown(data: ReportData, oracle: dict[str, Any]) -> str:
+def oracle_markdown(data: ReportData, oracle: dict[str, Any]) -> str | None:
     """Per iteration: the proxy loop's gold gain over SFT beside the oracle loop's (the
     `oracle_annotator` ablation), the share of it the proxy keeps, and the RM's accuracy on
     the samples it labelled."""
@@ -285,11 +285,15 @@ def oracle_markdown(data: ReportData, oracle: dict[str, Any]) -> str:
             ("rm_accuracy", "RM accuracy on own samples"),
         ],
     )
+    if not rows:
+        return None
+    ours = data.per_seed["seed"].n_unique() if "seed" in data.per_seed.columns else "?"
     return (
         "The paper's ideal loop queries the preference oracle online (section 1.2); the reward "
         "model stands in for it. Here the oracle is cheap: the world's human-like annotator, "
         "noise included, ranks each iteration's samples instead of the RM, all else equal "
-        f"(ablation `{ORACLE}`, {oracle.get('seeds')} seeds). Its gain is the upper bound of the "
+        f"(ablation `{ORACLE}`, {oracle.get('seeds')} seeds; this run {ours}). Its gain is the "
+        "upper bound of the "
         "proxy loop's; the share kept falls where the RM misranks the policy's own samples.\n\n"
         + table
     )
@@ -299,7 +303,8 @@ def _oracle(data: ReportData) -> tuple[str, str | None] | None:
     oracle = next((a for a in data.ablations if a["ablation"] == ORACLE), None)
     if oracle is None or not data.policies.height:
         return None
-    return oracle_markdown(data, oracle), None
+    md = oracle_markdown(data, oracle)
+    return (md, None) if md else None
 
 
 def _trend(data: ReportData) -> tuple[str, str | None] | None:

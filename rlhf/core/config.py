@@ -732,6 +732,11 @@ def _check_external(p: Params) -> None:
             "evaluate.judge: the gold judge scores only world prompts, but prompts.external "
             "adds real ones to the eval split; use evaluate.judge: reward_model, preference_model or llm"
         )
+    if p.score.ranker == "annotator" and (p.prompts.external or not p.prompts.world):
+        raise ConfigError(
+            "score.ranker: the world's annotator ranks only world prompts, but the prompts are "
+            "not all the world's; use score.ranker: reward_model or preference_model"
+        )
     if p.base.model_path and p.base.gguf_package:
         raise ConfigError("base: set at most one of model_path and gguf_package")
     bench = p.rm_eval.benchmark

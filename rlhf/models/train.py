@@ -374,11 +374,22 @@ def reward_model(
 
 
 def dpo(
-    model, ref_model, tokenizer, pairs: datasets.Dataset, cfg: TrainConfig, beta: float, seed: int
+    model,
+    ref_model,
+    tokenizer,
+    pairs: datasets.Dataset,
+    cfg: TrainConfig,
+    beta: float,
+    seed: int,
+    precompute_ref: bool = False,
 ):
-    """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples."""
+    """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples;
+    `precompute_ref`: the reference's log-probs once before training (TRL's
+    precompute_ref_log_probs) instead of in every step of every epoch."""
     with tempfile.TemporaryDirectory() as out:
-        args = DPOConfig(**_common_args(cfg, out, seed), beta=beta)
+        args = DPOConfig(
+            **_common_args(cfg, out, seed), beta=beta, precompute_ref_log_probs=precompute_ref
+        )
         trainer = _trainer_class(DPOTrainer, cfg)(
             model=model,
             ref_model=ref_model,

@@ -200,6 +200,16 @@ def _with(raw: dict, **sections) -> dict:
             "gold judge scores only world prompts",
         ),
         ({"prompts": {"world": False}, "evaluate": {"judge": "reward_model"}}, "no prompts"),
+        (
+            {
+                "prompts": {
+                    "external": {"p": {"format": "plain", "path": "data/external/p.jsonl"}}
+                },
+                "evaluate": {"judge": "reward_model"},
+                "score": {"ranker": "annotator"},
+            },
+            "annotator ranks only world prompts",
+        ),
         ({"base": {"model_path": "x", "gguf_package": "y"}}, "at most one of model_path"),
     ],
 )
