@@ -2,7 +2,7 @@
 random batches as they are, the same batches cut into length-sorted micro-batches
 (`<section>.train.micro_batches`), length-grouped batches (`group_by_length`), and for the
 reward model batches of whole prompts' pairs (`reward_model.prompt_chunk`, each distinct answer
-computed once); the same examples (whole prompts' pairs), the same start, one epoch each, with
+computed once); the same examples (whole prompts' pairs), the same start, `--epochs` each (1), with
 the pipeline's own batch sizes and max lengths.
 
 Run after `dvc repro` (reads models/base, models/sft, the mix and the demonstrations):
@@ -49,8 +49,10 @@ def main() -> None:
         nargs="*",
         default=["random", "micro2", "micro4", "micro8", "grouped"],
         help="random, microN (N length-sorted micro-batches per batch), grouped, promptKxN (the "
-        "RM's batches of whole prompts, K pairs of a prompt at most, N micro-batches); in order",
+        "RM's batches of whole prompts, K pairs of a prompt at most, N micro-batches), refonceN (DPO "
+        "with the reference's log-probs computed once, N micro-batches); in order",
     )
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs per arm")
     args = p.parse_args()
     params = load_params()
     n = args.examples
@@ -116,9 +118,9 @@ def main() -> None:
         "reward_model": (
             params.reward_model.train,
             _tokens(sft_tok, pair_texts(pairs), params.reward_model.train.max_length),
-            lambda c, chunk=0: train.reward_model(
+            lambda c, **extra: train.reward_model(
                 load_reward_model(paths.SFT_MODEL, sft_tok.pad_token_id), sft_tok, pairs, c, 0,
-                prompt_chunk=chunk,
+                **extra,
             )[1],
         ),
         "preference_model": (
@@ -129,9 +131,9 @@ def main() -> None:
         "dpo": (
             params.dpo.train,
             _tokens(sft_tok, pair_texts(offline), params.dpo.train.max_length),
-            lambda c: train.dpo(
+            lambda c, **extra: train.dpo(
                 load_policy(paths.SFT_MODEL), load_policy(paths.SFT_MODEL), sft_tok, offline, c,
-                params.dpo.beta, 0,
+                params.dpo.beta, 0, **extra,
             )[1],
         ),
     }  # fmt: skip
@@ -140,12 +142,12 @@ def main() -> None:
             continue
         seconds = {}
         for arm in args.arms:
-            fields, chunk = _arm(arm)
-            if chunk and name != "reward_model":
-                continue  # prompt chunks are the reward model's
-            cfg = dataclasses.replace(tcfg, epochs=1.0, **fields)
+            fields, extra = _arm(arm)
+            if extra and name != _ARM_OWNER[next(iter(extra))]:
+                continue  # an arm of one trainer's own option
+            cfg = dataclasses.replace(tcfg, epochs=args.epochs, **fields)
             t = time.perf_counter()
-            summary = run(cfg, chunk) if chunk else run(cfg)
+            summary = run(cfg, **extra)
             seconds[arm] = time.perf_counter() - t
             print(
                 f"{name:>17} {arm:>8}: {seconds[arm]:7.1f} s, {summary['steps']:4d} steps, "
@@ -157,18 +159,24 @@ def main() -> None:
                 print(f"RATIO {name} {arm} speed-up: {seconds['random'] / seconds[arm]:.2f}x")
 
 
-def _arm(arm: str) -> tuple[dict, int]:
-    """The TrainConfig fields an arm sets (besides epochs), and its prompt chunk (0 = none)."""
+_ARM_OWNER = {"prompt_chunk": "reward_model", "precompute_ref": "dpo"}
+
+
+def _arm(arm: str) -> tuple[dict, dict]:
+    """The TrainConfig fields an arm sets (besides epochs), and the trainer options it sets."""
     if arm == "random":
-        return dict(group_by_length=False, micro_batches=1), 0
+        return dict(group_by_length=False, micro_batches=1), {}
     if arm == "grouped":
-        return dict(group_by_length=True, micro_batches=1), 0
+        return dict(group_by_length=True, micro_batches=1), {}
     if arm.startswith("micro") and arm[5:].isdigit():
-        return dict(group_by_length=False, micro_batches=int(arm[5:])), 0
+        return dict(group_by_length=False, micro_batches=int(arm[5:])), {}
     m = re.fullmatch(r"prompt(\d+)x(\d+)", arm)
     if m:
-        return dict(group_by_length=False, micro_batches=int(m[2])), int(m[1])
-    raise SystemExit(f"unknown arm {arm!r}: random, grouped, microN or promptKxN")
+        return dict(group_by_length=False, micro_batches=int(m[2])), {"prompt_chunk": int(m[1])}
+    m = re.fullmatch(r"refonce(\d+)", arm)
+    if m:
+        return dict(group_by_length=False, micro_batches=int(m[1])), {"precompute_ref": True}
+    raise SystemExit(f"unknown arm {arm!r}: random, grouped, microN, promptKxN or refonceN")
 
 
 if __name__ == "__main__":
