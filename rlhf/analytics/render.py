@@ -275,6 +275,8 @@ def oracle_markdown(data: ReportData, oracle: dict[str, Any]) -> str | None:
                 "rm_accuracy": acc.get(it),
             }
         )
+    if not rows:
+        return None
     table = _md_table(
         rows,
         [
@@ -285,17 +287,14 @@ def oracle_markdown(data: ReportData, oracle: dict[str, Any]) -> str | None:
             ("rm_accuracy", "RM accuracy on own samples"),
         ],
     )
-    if not rows:
-        return None
     ours = data.per_seed["seed"].n_unique() if "seed" in data.per_seed.columns else "?"
     return (
         "The paper's ideal loop queries the preference oracle online (section 1.2); the reward "
         "model stands in for it. Here the oracle is cheap: the world's human-like annotator, "
         "noise included, ranks each iteration's samples instead of the RM, all else equal "
         f"(ablation `{ORACLE}`, {oracle.get('seeds')} seeds; this run {ours}). Its gain is the "
-        "upper bound of the "
-        "proxy loop's; the share kept falls where the RM misranks the policy's own samples.\n\n"
-        + table
+        "upper bound of the proxy loop's; the share kept falls where the RM misranks the "
+        "policy's own samples.\n\n" + table
     )
 
 
