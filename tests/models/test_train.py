@@ -100,11 +100,16 @@ def test_sft_in_micro_batches_trains_as_the_whole_batch():
     assert _max_rel_diff(whole, micro) < 1e-4
 
 
+def _fresh_rm(tmp_path, tok):
+    """A reward model from a new tiny policy (its scalar head freshly initialised)."""
+    save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "pol")
+    return load_reward_model(tmp_path / "pol", tok.pad_token_id)
+
+
 def test_reward_model_in_micro_batches_trains_as_the_whole_batch(tmp_path):
     tok = _tok()
-    save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "pol")
     prefs = _pairs_table()
-    init = load_reward_model(tmp_path / "pol", tok.pad_token_id)
+    init = _fresh_rm(tmp_path, tok)
     before = copy.deepcopy(init.state_dict())
     whole, s1 = train.reward_model(copy.deepcopy(init), tok, prefs, _cfg(1, lr=5e-3), seed=0)
     micro, s4 = train.reward_model(copy.deepcopy(init), tok, prefs, _cfg(4, lr=5e-3), seed=0)
@@ -199,9 +204,8 @@ def test_the_prompt_chunk_sampler_keeps_a_prompts_pairs_together_and_reshuffles_
 
 def test_reward_model_in_prompt_chunks_trains_as_the_plain_trainer_on_the_same_batches(tmp_path):
     tok = _tok()
-    save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "pol")
     prefs = _recurring_table()
-    init = load_reward_model(tmp_path / "pol", tok.pad_token_id)
+    init = _fresh_rm(tmp_path, tok)
     before = copy.deepcopy(init.state_dict())
     # One batch per step holding every pair: the same pairs per step whatever the order.
     cfg = _cfg(2, lr=5e-3, batch_size=len(prefs), epochs=3.0)
