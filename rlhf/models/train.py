@@ -46,11 +46,20 @@ def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
         # unused and every process trains alone on all the data. One process: unchanged.
         use_cpu=not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         ddp_find_unused_parameters=False,  # every parameter gets a gradient: skip the search
+        # The models' buffers (rotary frequencies) never change: no broadcast every step.
+        ddp_broadcast_buffers=False,
     )
 
 
 _MICRO = "micro_batches"
 _MICRO_SIZES = "micro_batch_sizes"
+
+
+def _slices(order: list[int], parts: int) -> list[list[int]]:
+    """`order` cut into `parts` consecutive slices of (nearly) equal count, none empty."""
+    k = max(1, min(parts, len(order)))
+    cuts = [len(order) * j // k for j in range(k + 1)]
+    return [order[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 def example_tokens(example: dict[str, Any]) -> int:
@@ -77,9 +86,7 @@ class MicroBatchCollator:
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         order = sorted(range(len(examples)), key=lambda i: example_tokens(examples[i]))
-        k = max(1, min(self.parts, len(examples)))
-        cuts = [len(order) * j // k for j in range(k + 1)]
-        slices = [order[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+        slices = _slices(order, self.parts)
         return {
             _MICRO: [self.collate([examples[i] for i in s]) for s in slices],
             _MICRO_SIZES: [len(s) for s in slices],
@@ -278,11 +285,9 @@ class SharedSequenceCollator:
         seqs = list(index)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         rank = {j: r for r, j in enumerate(order)}
-        k = max(1, min(self.parts, len(order)))
-        cuts = [len(order) * j // k for j in range(k + 1)]
         micro = []
-        for a, b in zip(cuts, cuts[1:], strict=False):
-            part = [torch.tensor(seqs[j]) for j in order[a:b]]
+        for piece in _slices(order, self.parts):
+            part = [torch.tensor(seqs[j]) for j in piece]
             micro.append(
                 {
                     "input_ids": pad(part, padding_value=self.pad, padding_side="right"),
@@ -304,14 +309,24 @@ class PromptChunkRewardTrainer(RewardTrainer):
     batch's pairs), with each distinct sequence of a batch computed once."""
 
     def __init__(self, *args, chunk: int, micro_batches: int, **kwargs):
-        self._chunk = chunk
+        self._chunk, self._parts = chunk, micro_batches
         super().__init__(*args, **kwargs)
-        self.data_collator = SharedSequenceCollator(
-            self.processing_class.pad_token_id, micro_batches
-        )
+        if self.args.center_rewards_coefficient:
+            raise ValueError("prompt-chunk batches compute the plain BT loss: no reward centring")
+
+    def get_train_dataloader(self):
+        # Training batches only: evaluation keeps TRL's collator and loss.
+        collate = self.data_collator
+        self.data_collator = SharedSequenceCollator(self.processing_class.pad_token_id, self._parts)
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = collate
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
+        if "margin" in self.train_dataset.column_names:
+            raise ValueError("prompt-chunk batches compute the plain BT loss: no per-pair margin")
         if PROMPT_GROUP not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, PROMPT_GROUP]
 
@@ -382,10 +397,12 @@ def dpo(
     beta: float,
     seed: int,
     precompute_ref: bool = False,
+    callbacks: list | None = None,
 ):
     """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples;
     `precompute_ref`: the reference's log-probs once before training (TRL's
-    precompute_ref_log_probs) instead of in every step of every epoch."""
+    precompute_ref_log_probs) instead of in every step of every epoch; `callbacks`: the
+    trainer's extra TrainerCallbacks (e.g. a KL budget that stops the round)."""
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(
             **_common_args(cfg, out, seed), beta=beta, precompute_ref_log_probs=precompute_ref
@@ -396,6 +413,7 @@ def dpo(
             args=args,
             train_dataset=_with_lengths(pairs, cfg),
             processing_class=tokenizer,
+            callbacks=callbacks,
         )
         result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]

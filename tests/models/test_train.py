@@ -217,3 +217,28 @@ def test_reward_model_in_prompt_chunks_trains_as_the_plain_trainer_on_the_same_b
     assert _max_rel_diff(plain, shared) < 1e-4
     with pytest.raises(ValueError, match="exclude"):
         train.reward_model(init, tok, prefs, _cfg(1, group_by_length=True), 0, prompt_chunk=8)
+
+
+def test_prompt_chunks_refuse_a_loss_they_do_not_compute(tmp_path):
+    tok = _tok()
+    init = _fresh_rm(tmp_path, tok)
+    margins = _recurring_table().add_column("margin", [1.0] * len(_recurring_table()))
+    with pytest.raises(ValueError, match="margin"):
+        train.reward_model(init, tok, margins, _cfg(2), seed=0, prompt_chunk=8)
+
+
+def test_prompt_chunks_shape_only_training_batches(tmp_path):
+    tok = _tok()
+    prefs = _recurring_table()
+    trainer = train.PromptChunkRewardTrainer(
+        model=_fresh_rm(tmp_path, tok),
+        args=train.RewardConfig(**train._common_args(_cfg(2), str(tmp_path / "o"), 0)),
+        train_dataset=train.prompt_groups(prefs),
+        eval_dataset=prefs,
+        processing_class=tok,
+        chunk=8,
+        micro_batches=2,
+    )
+    assert "micro_batches" in next(iter(trainer.get_train_dataloader()))
+    assert "micro_batches" not in next(iter(trainer.get_eval_dataloader()))
+    assert not isinstance(trainer.data_collator, train.SharedSequenceCollator)
