@@ -4,6 +4,7 @@ its end-of-turn token."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -58,13 +59,27 @@ def render_prompts(tok, prompts: list[list[dict]]) -> list[str]:
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, batch_prompts: int = 32, device=None):
-        self.tok = load_tokenizer(model_dir)
+    def __init__(self, model_dir: str | Path | None, batch_prompts: int = 32, device=None):
+        if model_dir is None:  # HFBackend.of: a model already in memory
+            return
         # On a GPU when there is one (CPU otherwise): the GPU profiles' HF fallback path; a
         # worker of a multi-process launch passes its own device.
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = load_policy(model_dir).to(self.device).eval()
-        self.batch_prompts = batch_prompts
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._set(
+            load_policy(model_dir).to(device).eval(), load_tokenizer(model_dir), batch_prompts
+        )
+
+    @classmethod
+    def of(cls, model, tok, batch_prompts: int = 32) -> HFBackend:
+        """A backend over a model already in memory (on its own device), e.g. the policy a
+        trainer is training; the caller puts it in eval mode. `tok` is copied, not changed."""
+        b = cls(None)
+        b._set(model, copy.copy(tok), batch_prompts)
+        return b
+
+    def _set(self, model, tok, batch_prompts: int) -> None:
+        self.model, self.tok, self.batch_prompts = model, tok, batch_prompts
+        self.device = model.device
         self.tok.padding_side = "left"  # decoder-only models generate from the right edge
 
     def _render(self, prompts: list[list[dict]]) -> list[str]:
@@ -76,7 +91,12 @@ class HFBackend:
         out: list[list[Completion]] = []
         eos = self.tok.eos_token_id
         for b, start in enumerate(
-            tqdm(range(0, len(prompts), self.batch_prompts), desc=desc, unit="batch")
+            tqdm(
+                range(0, len(prompts), self.batch_prompts),
+                desc=desc,
+                unit="batch",
+                disable=desc is None,
+            )
         ):
             chunk = prompts[start : start + self.batch_prompts]
             enc = self.tok(
@@ -299,21 +319,40 @@ def kl_to_reference(
     batch_size: int = 64,
     desc: str = "KL to reference",
 ) -> np.ndarray:
-    """Per response, an estimate of KL(policy || reference) in nats: the exact next-token KL
-    between the two models' distributions, summed over the response's tokens and its end-of-turn
-    token, along the policy's own sampled responses. Summing exact per-token KLs has far less
-    variance than log-ratios of sampled tokens (never negative). Both models share the policy's
-    tokenizer and chat template (the reference is the SFT model the policy was trained from)."""
-    tok = load_tokenizer(policy_dir)
-    tok.padding_side = "right"
+    """Per response, an estimate of KL(policy || reference) in nats (:func:`kl_per_response`)
+    between the two saved models, along the policy's own sampled responses. Both models share
+    the policy's tokenizer and chat template (the reference is the SFT model the policy was
+    trained from)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pol = load_policy(policy_dir).to(device).eval()
     ref = load_policy(ref_dir).to(device).eval()
+    return kl_per_response(
+        pol, ref, load_tokenizer(policy_dir), prompts, responses, batch_size, desc
+    )
+
+
+@torch.inference_mode()
+def kl_per_response(
+    pol,
+    ref,
+    tok,
+    prompts: list[list[dict]],
+    responses: list[str],
+    batch_size: int = 64,
+    desc: str = "KL to reference",
+) -> np.ndarray:
+    """Per response, KL(pol || ref) in nats: the exact next-token KL between the two models'
+    distributions, summed over the response's tokens and its end-of-turn token. Summing exact
+    per-token KLs has far less variance than log-ratios of sampled tokens (never negative).
+    Both models in eval mode on one device; `tok` is copied, not changed."""
+    tok = copy.copy(tok)
+    tok.padding_side = "right"
+    device = next(pol.parameters()).device
     heads = render_prompts(tok, prompts)
     n_head = [len(ids) for ids in tok(heads, add_special_tokens=False)["input_ids"]]
     texts = [h + r + tok.eos_token for h, r in zip(heads, responses, strict=True)]
     out = np.zeros(len(texts))
-    for i in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+    for i in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=desc is None):
         enc = tok(
             texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(device)
