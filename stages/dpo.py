@@ -17,16 +17,25 @@ def main() -> None:
     p.add_argument("--history", required=True, help="the previous iteration's train_pairs.parquet")
     p.add_argument("--out", required=True)
     p.add_argument("--train-pairs", required=True, help="where to record the pairs trained on")
+    p.add_argument("--prompts", default=str(paths.PROMPTS), help="the KL budget's check prompts")
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.online.kl_budget import check_prompts
     from rlhf.online.loop import dpo_round, training_pairs
 
     pairs = training_pairs(
         params.dpo, read_table("pairs", args.pairs), read_table("pairs", args.history)
     )
+    checks = None
+    if params.dpo.kl_budget:
+        checks = check_prompts(
+            read_table("prompts", args.prompts), params.dpo.kl_check_prompts, params.prompts.seed
+        )
     with Timer(f"dpo@{args.iteration}"):
-        summaries = dpo_round(params, args.iteration, args.policy, args.sft, pairs, args.out)
+        summaries = dpo_round(
+            params, args.iteration, args.policy, args.sft, pairs, args.out, checks
+        )
     write_table("pairs", pairs, args.train_pairs)
     write_json(paths.iteration_dir(args.iteration) / "dpo.json", {"by_seed": summaries})
     print({s: {k: v for k, v in m.items() if k != "log"} for s, m in summaries.items()})

@@ -488,6 +488,21 @@ class DPOStageConfig:
         )
     )
     """Optimiser settings."""
+    kl_budget: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])
+    """Trust region per round: round k stops once the policy's KL to SFT reaches entry k
+    (cumulative, nats per response; the last entry for later rounds); empty = no budget."""
+    kl_check_every: int = bounded(2, ge=1)
+    """Optimiser steps between two KL checks of a budgeted round, steps."""
+    kl_check_prompts: int = bounded(64, ge=1)
+    """Held-out (reserve split) prompts sampled once each per KL check, count."""
+
+    def __post_init__(self) -> None:
+        b = self.kl_budget
+        if any(x <= 0 for x in b) or any(y < x for x, y in zip(b, b[1:], strict=False)):
+            raise ConfigError(
+                f"dpo.kl_budget: {b} must be positive and non-decreasing (cumulative KL to SFT, "
+                "nats, one entry per round)"
+            )
 
 
 @dataclass(frozen=True)

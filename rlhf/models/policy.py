@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,15 +123,24 @@ def run_dpo(
     pairs: pa.Table,
     out_dir: str | Path,
     seed_name: str,
+    budget: Callable[[Any, Path, Any], Any] | None = None,
 ) -> dict[str, Any]:
+    """One DPO round. `budget(ref_model, ref_dir, tok)`, when given, makes the round's KL
+    budget (a TrainerCallback with `start(model)`, False: train no step, and `record(steps)`)."""
     tok = load_tokenizer(policy_dir)
     model, ref = load_policy(policy_dir), load_policy(ref_dir)
     ds = pairs_to_trl(pairs)
-    model, summary = train.dpo(
-        model, ref, tok, ds, cfg.train, cfg.beta, seeded(seed_name, cfg.seed)
-    )
+    cb = budget(ref, Path(ref_dir), tok) if budget else None
+    if cb is None or cb.start(model):
+        model, summary = train.dpo(
+            model, ref, tok, ds, cfg.train, cfg.beta, seeded(seed_name, cfg.seed),
+            callbacks=[cb] if cb else None,
+        )  # fmt: skip
+    else:  # the input policy already spent the round's budget: it is the round's output
+        summary = {"train_loss": float("nan"), "steps": 0, "log": []}
     save_model(model, tok, out_dir)
-    return {**summary, "pairs": len(ds), "reference": str(ref_dir)}
+    extra = cb.record(summary["steps"]) if cb else {}
+    return {**summary, "pairs": len(ds), "reference": str(ref_dir), **extra}
 
 
 def run_offline_dpo(

@@ -12,7 +12,9 @@ import pyarrow.compute as pc
 
 from rlhf.core import paths
 from rlhf.core.config import DPOStageConfig, Params
+from rlhf.models.checkpoints import load_policy
 from rlhf.models.policy import run_dpo
+from rlhf.online.kl_budget import KLBudget, round_budget
 
 
 def reference_for(cfg: DPOStageConfig, policy_in: str | Path, sft: str | Path) -> Path:
@@ -41,19 +43,35 @@ def dpo_round(
     sft: str | Path,
     pairs: pa.Table,
     out: str | Path,
+    check_prompts: list[list[dict]] | None = None,
 ) -> dict[str, Any]:
     """One DPO round for every seed: seed s trains its own replicate of the input policy on the
-    pairs its own samples gave, against its reference; returns each seed's training summary."""
+    pairs its own samples gave, against its reference; returns each seed's training summary.
+    With dpo.kl_budget, each seed's round stops at the round's KL to its SFT replicate,
+    measured on `check_prompts` (rlhf/online/kl_budget.py)."""
     cfg = params.dpo
+    limit = round_budget(cfg, iteration)
+    if limit is not None and not check_prompts:
+        raise ValueError("dpo.kl_budget needs the prompts its checks sample")
     summaries = {}
     for s in params.seeds:
         policy = paths.replicate(policy_in, s)
+        sft_s = paths.replicate(sft, s)
+        name = f"{iteration}/seed_{s}"
+
+        def budget(ref, ref_dir: Path, tok, sft_s=sft_s, name=name) -> KLBudget:
+            to = ref if ref_dir == Path(sft_s) else load_policy(sft_s)
+            return KLBudget(
+                to, tok, check_prompts, limit, cfg.kl_check_every, params.generate, name
+            )
+
         summaries[str(s)] = run_dpo(
             cfg,
             policy,
-            reference_for(cfg, policy, paths.replicate(sft, s)),
+            reference_for(cfg, policy, sft_s),
             pairs.filter(pc.equal(pairs["seed"], s)),
             paths.replicate_out(out, s),
-            f"{iteration}/seed_{s}",
+            name,
+            budget=budget if limit is not None else None,
         )
     return summaries

@@ -50,7 +50,10 @@ def test_a_round_trains_each_seed_on_its_own_pairs_against_its_reference(tmp_pat
     }
     tok = train_tokenizer([t for v in texts.values() for tr in v for t in tr], 300)
     save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "sft")
-    p = params(seeds=[0, 1], dpo={"train": {"epochs": 1.0, "lr": 0.005, "batch_size": 2}})
+    p = params(
+        seeds=[0, 1],
+        dpo={"kl_budget": [], "train": {"epochs": 1.0, "lr": 0.005, "batch_size": 2}},
+    )
     table = pa.concat_tables([pairs(s, t) for s, t in texts.items()])
     out = tmp_path / "iter_1"
     summaries = dpo_round(p, "iter_1", tmp_path / "sft", tmp_path / "sft", table, out)
