@@ -112,6 +112,67 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
 # report"). Each returns None when the diagnostics it needs are absent.
 
 
+REPLICATE = "replicate_"
+"""Collected ablations whose name starts so are whole-pipeline replicates (other SFT/RM seeds)."""
+
+
+def loop_verdicts(
+    pol: dict[str, dict[str, dict[str, float]]], iters: list[str]
+) -> list[tuple[str, bool | None, str]]:
+    """The loop's four claims on one run, from its per-policy intervals ({policy: {metric:
+    {mean, lo, hi}}}: this run's, or a collected ablation's `policies`): (claim, verdict,
+    the numbers that decide it); None where a policy or metric is missing."""
+    iters = [p for p in iters if p in pol]
+    last, first, off = (pol.get(iters[-1]) if iters else None), None, pol.get("offline_dpo")
+    first = pol.get(iters[0]) if len(iters) > 1 else None
+
+    def get(p: dict | None, k: str) -> dict[str, float] | None:
+        v = (p or {}).get(k)
+        return v if isinstance(v, dict) else None
+
+    out: list[tuple[str, bool | None, str]] = []
+    a, b = get(last, "win_rate_vs_sft"), get(off, "win_rate_vs_sft")
+    out.append(
+        ("last iteration beats offline DPO (win-rate vs SFT)",)
+        + ((a["lo"] > b["hi"], f"{fmt_iv(a)} vs {fmt_iv(b)}") if a and b else (None, "—"))
+    )
+    out.append(
+        ("offline DPO beats SFT (win-rate above 0.5)",)
+        + ((b["lo"] > 0.5, fmt_iv(b)) if b else (None, "—"))
+    )
+    g = get(last, "gold_gain_vs_sft")
+    out.append(
+        ("last iteration's gold gain over SFT above 0",)
+        + ((g["lo"] > 0, fmt_iv(g)) if g else (None, "—"))
+    )
+    f = get(first, "gold_gain_vs_sft")
+    out.append(
+        ("gold gain grows (last above first, intervals apart)",)
+        + ((g["lo"] > f["hi"], f"{f['mean']:.3f} -> {g['mean']:.3f}") if f and g else (None, "—"))
+    )
+    return out
+
+
+def nested(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """The report's flat policy rows (key, key_lo, key_hi) as {policy: {key: {mean, lo, hi}}}."""
+    return {
+        r["policy"]: {
+            k: {"mean": r[k], "lo": r[f"{k}_lo"], "hi": r[f"{k}_hi"]}
+            for k in ("win_rate_vs_sft", "gold_gain_vs_sft", "gold_mean")
+            if r.get(k) is not None and f"{k}_lo" in r
+        }
+        for r in rows
+    }
+
+
+def replicate_runs(data: ReportData) -> list[dict[str, Any]]:
+    """Collected whole-pipeline replicates, by name."""
+    return sorted(
+        (a for a in data.ablations if a.get("ablation", "").startswith(REPLICATE)),
+        key=lambda a: a["ablation"],
+    )
+
+
 def _changes(run: dict[str, Any]) -> dict[str, Any]:
     """The params a collected ablation run changes ({} for the baseline)."""
     return ablations_lib.ABLATIONS.get(run.get("ablation", ""), ({}, ""))[0]

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from rlhf.analytics.ablations import ORACLE
+from rlhf.analytics.claims import loop_verdicts, nested, replicate_runs
 from rlhf.analytics.report_data import DISTANCE, METRICS, SECTIONS, ReportData, fmt, fmt_iv
 from rlhf.core import paths
 from rlhf.core.io import atomic_path
@@ -221,15 +222,37 @@ class Section(NamedTuple):
 _VERDICT = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}
 
 
-def _claims(data: ReportData) -> tuple[str, str | None] | None:
+def replicates_markdown(data: ReportData, iters: list[str]) -> str | None:
+    """The loop's claims on this run beside each collected whole-pipeline replicate (other
+    SFT/RM seeds), one column each: whether a claim is robust, without reading prose."""
+    reps = replicate_runs(data)
+    if not reps or data.judge != "gold":
+        return None
+    runs = [("this run", loop_verdicts(nested(data.policies.to_dicts()), iters))]
+    runs += [
+        (a["ablation"], loop_verdicts(a.get("policies", {}), list(a["params"]["iterations"])))
+        for a in reps
+    ]
+    rows = [
+        {"claim": claim, **{name: f"{_VERDICT[v[i][1]]}: {v[i][2]}" for name, v in runs}}
+        for i, (claim, _, _) in enumerate(runs[0][1])
+    ]
     return (
-        "\n".join(
-            f"- **{_VERDICT[c.holds]}** — {c.text}: {c.evidence}."
-            + (f" *Why:* {c.why}." if c.holds is False and c.why else "")
-            for c in data.claims
-        ),
-        None,
+        "The loop's claims on this run and on each whole-pipeline replicate (SFT and the "
+        "reward model trained with other seeds, collected as ablations; `rlhf ablations`):\n\n"
+        + _md_table(rows, [("claim", "claim")] + [(n, n) for n, _ in runs])
     )
+
+
+def _claims(data: ReportData) -> tuple[str, str | None] | None:
+    body = "\n".join(
+        f"- **{_VERDICT[c.holds]}** — {c.text}: {c.evidence}."
+        + (f" *Why:* {c.why}." if c.holds is False and c.why else "")
+        for c in data.claims
+    )
+    names = data.policies["policy"].to_list() if data.policies.height else []
+    reps = replicates_markdown(data, [p for p in names if p not in paths.BASELINE_POLICIES])
+    return (body + ("\n\n" + reps if reps else ""), None)
 
 
 def _policies(data: ReportData) -> tuple[str, str | None] | None:
@@ -304,6 +327,44 @@ def _oracle(data: ReportData) -> tuple[str, str | None] | None:
         return None
     md = oracle_markdown(data, oracle)
     return (md, None) if md else None
+
+
+def kl_budget_markdown(rows: list[dict[str, Any]]) -> str:
+    """Per budgeted round and seed: the budget against the KL its checks reached and against
+    the evaluation's KL of the policy it made (other prompts, more samples)."""
+    shown = [
+        {
+            **r,
+            "stopped": "budget" if r["stopped"] else "end of training",
+            "within": "—"
+            if r["eval_kl"] is None
+            else ("yes" if r["eval_kl"] <= r["budget"] else "no"),
+        }
+        for r in rows
+    ]
+    return (
+        "Each DPO round stops once the policy's KL to SFT, checked on its own samples of "
+        "held-out (reserve) prompts every few steps, reaches the round's cumulative budget "
+        "or would pass it by the next check (`dpo.kl_budget`). The evaluation's KL is the "
+        "same estimator on the eval prompts, with n samples each.\n\n"
+        + _md_table(
+            shown,
+            [
+                ("iteration", "iteration"),
+                ("seed", "seed"),
+                ("budget", "KL budget (nats)"),
+                ("reached", "KL at the last check"),
+                ("steps", "steps trained"),
+                ("stopped", "stopped by"),
+                ("eval_kl", "evaluation's KL to SFT"),
+                ("within", "evaluation's KL within budget"),
+            ],
+        )
+    )
+
+
+def _kl_budget(data: ReportData) -> tuple[str, str | None] | None:
+    return (kl_budget_markdown(data.kl_rounds), None) if data.kl_rounds else None
 
 
 def _trend(data: ReportData) -> tuple[str, str | None] | None:
@@ -484,6 +545,7 @@ PARTS = (
     Part("Controls", _controls, summary=True),
     Part("The oracle control: how much of the ideal loop's gain the proxy keeps", _oracle),
     Part("Distance from SFT and reward over-optimisation", _distance),
+    Part("KL budget per round: target against reached", _kl_budget, summary=True),
     Part(
         "On-policy diagnostics: the reward model on the samples it labels", _onpolicy, summary=True
     ),

@@ -70,6 +70,9 @@ class ReportData:
     judge: str = "gold"
     """Who judged the evaluations, as their metrics files record it: gold, reward_model,
     preference_model or llm."""
+    kl_rounds: list[dict[str, Any]] = field(default_factory=list)
+    """Per budgeted DPO round and seed: the KL budget, the KL its last check reached, the steps
+    trained, whether the budget stopped it, and the evaluation's KL of the policy it made."""
 
 
 def recorded_judge(policies: pl.DataFrame, params: Params) -> str:
@@ -171,7 +174,37 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
     )
     if have_loop:
         data.onpolicy = analytics.onpolicy_diagnostics(con)
+    data.kl_rounds = kl_rounds(params, root, per_seed)
     return data
+
+
+def kl_rounds(params: Params, root: Path, per_seed: pl.DataFrame) -> list[dict[str, Any]]:
+    """Each budgeted round's record (its dpo.json, rlhf/online/kl_budget.py) per seed, with the
+    KL of the policy it made as the evaluation measured it on the eval prompts."""
+    evals = {
+        (r["policy"], r["seed"]): r.get("kl_to_sft")
+        for r in (per_seed.to_dicts() if per_seed.height else [])
+    }
+    rows = []
+    for it in params.iterations:
+        f = root / paths.iteration_dir(it) / "dpo.json"
+        if not f.exists():
+            continue
+        for s, m in json.loads(f.read_text()).get("by_seed", {}).items():
+            if m.get("kl_budget") is None:
+                continue
+            rows.append(
+                {
+                    "iteration": it,
+                    "seed": int(s),
+                    "budget": m["kl_budget"],
+                    "reached": m["kl_reached"],
+                    "steps": m["steps"],
+                    "stopped": m["kl_stopped"],
+                    "eval_kl": evals.get((it, int(s))),
+                }
+            )
+    return rows
 
 
 def fmt(row: dict[str, Any], key: str, digits: int = 3) -> str:

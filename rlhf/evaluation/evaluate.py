@@ -285,6 +285,8 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
             gold_mean=pl.col("gold").mean(),
             win_rate_vs_sft=pl.col("win").mean(),
             mean_length_words=pl.col("n_words").mean(),
+            gold_gain_vs_sft=pl.col("gold_gain").mean(),
+            kl_to_sft=pl.col("kl_to_sft").mean(),
         )
         .sort("seed")
     )
@@ -330,7 +332,7 @@ def policy_metrics(ev: pa.Table, baseline: pa.Table, cfg: EvaluateConfig) -> dic
             str(r["seed"]): {
                 k: round(v, 4)
                 for k, v in r.items()
-                if k != "seed" and v == v  # NaN: no gold
+                if k != "seed" and v is not None and v == v  # None or NaN: no gold
             }
             for r in by_seed.to_dicts()
         },

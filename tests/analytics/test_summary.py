@@ -189,3 +189,71 @@ def test_the_oracle_control_shows_the_share_of_its_gain_the_proxy_keeps(tmp_path
     md = report_md.read_text()
     assert "## The oracle control" in md
     assert "| iter_1 | 0.210 [0.190, 0.230] | 0.300 [0.280, 0.320] | 0.70 |" in md
+
+
+def test_the_kl_budget_table_shows_each_rounds_budget_against_what_it_reached(tmp_path):
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
+    report_md = tmp_path / paths.REPORT_MD
+    build_report(params, tmp_path)
+    assert "KL budget per round" not in report_md.read_text()  # no budgeted round
+    m = json.loads((tmp_path / "reports/eval/iter_1.json").read_text())
+    m["by_seed"] = {"0": {**m["by_seed"]["0"], "kl_to_sft": 0.09}, "1": {"kl_to_sft": 0.13}}
+    (tmp_path / "reports/eval/iter_1.json").write_text(json.dumps(m))
+    rounds = {
+        "0": {"kl_budget": 0.1, "kl_reached": 0.081, "steps": 12, "kl_stopped": True},
+        "1": {"kl_budget": 0.1, "kl_reached": 0.064, "steps": 38, "kl_stopped": False},
+    }
+    d = tmp_path / paths.iteration_dir("iter_1")
+    d.mkdir(parents=True)
+    (d / "dpo.json").write_text(json.dumps({"by_seed": rounds}))
+    build_report(params, tmp_path)
+    md = report_md.read_text()
+    assert "## KL budget per round: target against reached" in md
+    assert "| iter_1 | 0 | 0.100 | 0.081 | 12 | budget | 0.090 | yes |" in md
+    assert "| iter_1 | 1 | 0.100 | 0.064 | 38 | end of training | 0.130 | no |" in md
+
+
+def test_claims_show_each_replicates_verdict_beside_this_runs(tmp_path):
+    from rlhf.analytics.ablations import fingerprint
+
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
+    report_md = tmp_path / paths.REPORT_MD
+    build_report(params, tmp_path)
+    assert "whole-pipeline replicate" not in report_md.read_text()  # none collected
+
+    def replicate(name, iter_wr, iter_gain):
+        raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+        return {
+            "ablation": name,
+            "change": "x",
+            "seeds": 3,
+            "params": raw,
+            "final": metrics(0.5, iter_wr, 10.0),
+            "policies": {
+                "offline_dpo": {"win_rate_vs_sft": iv(0.52, 0.01)},
+                "iter_1": {"win_rate_vs_sft": iv(iter_wr, 0.02), "gold_gain_vs_sft": iter_gain},
+            },
+        }
+
+    runs = [
+        replicate("replicate_sft_rm_seed_1", 0.60, iv(0.05, 0.01)),
+        replicate("replicate_sft_rm_seed_2", 0.53, iv(-0.01, 0.02)),
+    ]
+    (tmp_path / paths.ABLATIONS).write_text(
+        json.dumps({"params_fingerprint": fingerprint(params), "runs": runs, "stale": []})
+    )
+    build_report(params, tmp_path)
+    md = report_md.read_text()
+    row = next(x for x in md.splitlines() if x.startswith("| last iteration beats offline"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "HOLDS: 0.700 [0.680, 0.720] vs 0.560 [0.540, 0.580]"
+    assert cells[2] == "HOLDS: 0.600 [0.580, 0.620] vs 0.520 [0.510, 0.530]"
+    assert cells[3] == "DOES NOT HOLD: 0.530 [0.510, 0.550] vs 0.520 [0.510, 0.530]"
+    gain = next(x for x in md.splitlines() if x.startswith("| last iteration's gold gain"))
+    assert [c.strip().split(":")[0] for c in gain.strip("|").split("|")][1:] == [
+        "HOLDS",
+        "HOLDS",
+        "DOES NOT HOLD",
+    ]
+    grows = next(x for x in md.splitlines() if x.startswith("| gold gain grows"))
+    assert "NOT MEASURED" in grows  # one iteration: nothing to grow from
