@@ -38,6 +38,8 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "history_accumulated": ({"dpo.history": "accumulated"}, "train on all pairs so far"),
     # Larger DPO steps: whether moving further from SFT per iteration buys more gold.
     "dpo_lr_2x": ({"dpo.train.lr": 1e-4}, "DPO learning rate 1e-4 instead of 5e-5"),
+    # The paper's loop: no round is stopped by its KL to SFT (rlhf/online/kl_budget.py).
+    "no_kl_budget": ({"dpo.kl_budget": []}, "no KL budget per DPO round (the paper's loop)"),
     # The offline baseline with more of the mix: as many pairs as all three iterations (and the
     # on-policy control) together, then 10x one iteration (the paper's offline DPO sees its
     # whole offline set; the full 29 K-pair mix costs ~20 min here).
