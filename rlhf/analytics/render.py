@@ -230,8 +230,10 @@ def replicates_markdown(data: ReportData, iters: list[str]) -> str | None:
         return None
     runs = [("this run", loop_verdicts(nested(data.policies.to_dicts()), iters))]
     runs += [
-        (a["ablation"], loop_verdicts(a.get("policies", {}), list(a["params"]["iterations"])))
+        # A collected run keeps its policies in pipeline order, iterations last (ablations.py).
+        (a["ablation"], loop_verdicts(pol, [p for p in pol if p not in paths.BASELINE_POLICIES]))
         for a in reps
+        if (pol := a.get("policies", {})) is not None
     ]
     rows = [
         {"claim": claim, **{name: f"{_VERDICT[v[i][1]]}: {v[i][2]}" for name, v in runs}}

@@ -221,13 +221,12 @@ def test_claims_show_each_replicates_verdict_beside_this_runs(tmp_path):
     build_report(params, tmp_path)
     assert "whole-pipeline replicate" not in report_md.read_text()  # none collected
 
-    def replicate(name, iter_wr, iter_gain):
-        raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    def replicate(name, iter_wr, iter_gain):  # as `rlhf ablations collect` saves a run
         return {
             "ablation": name,
             "change": "x",
             "seeds": 3,
-            "params": raw,
+            "final_iteration": "iter_1",
             "final": metrics(0.5, iter_wr, 10.0),
             "policies": {
                 "offline_dpo": {"win_rate_vs_sft": iv(0.52, 0.01)},
