@@ -123,8 +123,9 @@ def loop_verdicts(
     {mean, lo, hi}}}: this run's, or a collected ablation's `policies`): (claim, verdict,
     the numbers that decide it); None where a policy or metric is missing."""
     iters = [p for p in iters if p in pol]
-    last, first, off = (pol.get(iters[-1]) if iters else None), None, pol.get("offline_dpo")
+    last = pol.get(iters[-1]) if iters else None
     first = pol.get(iters[0]) if len(iters) > 1 else None
+    off = pol.get("offline_dpo")
 
     def get(p: dict | None, k: str) -> dict[str, float] | None:
         v = (p or {}).get(k)

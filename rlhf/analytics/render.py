@@ -229,12 +229,11 @@ def replicates_markdown(data: ReportData, iters: list[str]) -> str | None:
     if not reps or data.judge != "gold":
         return None
     runs = [("this run", loop_verdicts(nested(data.policies.to_dicts()), iters))]
-    runs += [
+    for a in reps:
         # A collected run keeps its policies in pipeline order, iterations last (ablations.py).
-        (a["ablation"], loop_verdicts(pol, [p for p in pol if p not in paths.BASELINE_POLICIES]))
-        for a in reps
-        if (pol := a.get("policies", {})) is not None
-    ]
+        pol = a.get("policies", {})
+        its = [p for p in pol if p not in paths.BASELINE_POLICIES]
+        runs.append((a["ablation"], loop_verdicts(pol, its)))
     rows = [
         {"claim": claim, **{name: f"{_VERDICT[v[i][1]]}: {v[i][2]}" for name, v in runs}}
         for i, (claim, _, _) in enumerate(runs[0][1])
