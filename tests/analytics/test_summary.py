@@ -40,6 +40,15 @@ def project(tmp_path, offline_wr, iter_wr):
     return parse_params(raw)
 
 
+def write_collected(tmp_path, params, runs):
+    """reports/ablations.json as `rlhf ablations collect` writes it for `params`."""
+    from rlhf.analytics.ablations import fingerprint
+
+    (tmp_path / paths.ABLATIONS).write_text(
+        json.dumps({"params_fingerprint": fingerprint(params), "runs": runs, "stale": []})
+    )
+
+
 def test_claims_hold_when_intervals_separate(tmp_path):
     params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
     data = build_report(params, tmp_path)
@@ -133,7 +142,6 @@ def test_the_report_takes_the_judge_from_the_evaluations_not_from_params(tmp_pat
 
 
 def test_length_claims_cite_the_verbose_annotator_ablations(tmp_path):
-    from rlhf.analytics.ablations import fingerprint
 
     params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
     (tmp_path / paths.RM_EVAL).write_text(
@@ -151,9 +159,7 @@ def test_length_claims_cite_the_verbose_annotator_ablations(tmp_path):
         run("verbose_annotators", 14.0, 0.50, rm_r=0.21),
         run("verbose_annotators_length_penalty", 11.0, 0.53),
     ]
-    (tmp_path / paths.ABLATIONS).write_text(
-        json.dumps({"params_fingerprint": fingerprint(params), "runs": runs, "stale": []})
-    )
+    write_collected(tmp_path, params, runs)
     data = build_report(params, tmp_path)
     claims = {c.text.split(" (")[0].split(":")[0]: c for c in data.claims}
     penalty = claims[
@@ -169,7 +175,7 @@ def test_length_claims_cite_the_verbose_annotator_ablations(tmp_path):
 
 
 def test_the_oracle_control_shows_the_share_of_its_gain_the_proxy_keeps(tmp_path):
-    from rlhf.analytics.ablations import ORACLE, fingerprint
+    from rlhf.analytics.ablations import ORACLE
 
     params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)  # iter_1's gain: 0.21
     report_md = tmp_path / paths.REPORT_MD
@@ -182,9 +188,7 @@ def test_the_oracle_control_shows_the_share_of_its_gain_the_proxy_keeps(tmp_path
         "final": metrics(0.7, 0.75, 10.0),
         "policies": {"iter_1": {"gold_gain_vs_sft": iv(0.3, 0.02)}},
     }
-    (tmp_path / paths.ABLATIONS).write_text(
-        json.dumps({"params_fingerprint": fingerprint(params), "runs": [oracle], "stale": []})
-    )
+    write_collected(tmp_path, params, [oracle])
     build_report(params, tmp_path)
     md = report_md.read_text()
     assert "## The oracle control" in md
@@ -214,7 +218,6 @@ def test_the_kl_budget_table_shows_each_rounds_budget_against_what_it_reached(tm
 
 
 def test_claims_show_each_replicates_verdict_beside_this_runs(tmp_path):
-    from rlhf.analytics.ablations import fingerprint
 
     params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
     report_md = tmp_path / paths.REPORT_MD
@@ -238,9 +241,7 @@ def test_claims_show_each_replicates_verdict_beside_this_runs(tmp_path):
         replicate("replicate_sft_rm_seed_1", 0.60, iv(0.05, 0.01)),
         replicate("replicate_sft_rm_seed_2", 0.53, iv(-0.01, 0.02)),
     ]
-    (tmp_path / paths.ABLATIONS).write_text(
-        json.dumps({"params_fingerprint": fingerprint(params), "runs": runs, "stale": []})
-    )
+    write_collected(tmp_path, params, runs)
     build_report(params, tmp_path)
     md = report_md.read_text()
     row = next(x for x in md.splitlines() if x.startswith("| last iteration beats offline"))
