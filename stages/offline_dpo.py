@@ -13,6 +13,9 @@ def main() -> None:
     p.add_argument("--sft", default=str(paths.SFT_MODEL))
     p.add_argument("--mix", default=str(paths.PREFERENCES))
     p.add_argument("--out", default=str(paths.OFFLINE_DPO_MODEL))
+    p.add_argument(
+        "--curves", default=str(paths.curves("offline_dpo")), help="DVCLive curves folder"
+    )
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
@@ -31,6 +34,7 @@ def main() -> None:
                 prefs,
                 paths.replicate_out(args.out, s),
                 s,
+                paths.replicate_out(args.curves, s),
             )
             for s in params.seeds
         }

@@ -1,6 +1,8 @@
 """Stage `onpolicy_dpo`: the on-policy offline control. SFT's samples on fresh prompt splits,
 labelled once by the reward model, one DPO run from SFT per seed (rlhf.online.controls)."""
 
+from pathlib import Path
+
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
@@ -20,6 +22,9 @@ def main() -> None:
     )
     p.add_argument("--prompts", default=str(paths.PROMPTS))
     p.add_argument("--out", default=str(paths.ONPOLICY_DPO_MODEL))
+    p.add_argument(
+        "--curves", default=str(paths.curves("onpolicy_dpo")), help="DVCLive curves folder"
+    )
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
@@ -28,8 +33,9 @@ def main() -> None:
 
     with Timer("onpolicy_dpo"):
         scored, pairs, summary = onpolicy_control(
-            params, args.sft, args.rm, args.prompts, args.out, args.pm, ranker(params)
-        )
+            params, args.sft, args.rm, args.prompts, args.out, args.pm, ranker(params),
+            Path(args.curves),
+        )  # fmt: skip
     write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
     write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")
     write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", {"by_seed": summary})

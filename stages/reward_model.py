@@ -1,5 +1,7 @@
 """Stage `reward_model`: Bradley-Terry reward model from the SFT model on the preference mix."""
 
+from pathlib import Path
+
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
@@ -17,6 +19,9 @@ def main() -> None:
         help="pretraining text for reward_model.base (with the mix)",
     )
     p.add_argument("--out", default=str(paths.REWARD_MODEL))
+    p.add_argument(
+        "--curves", default=str(paths.curves("reward_model")), help="DVCLive curves folder"
+    )
     args = p.parse_args()
     cfg = params_or_exit(args.params).reward_model
     # After the params: the process is pinned before torch loads (_common).
@@ -25,7 +30,7 @@ def main() -> None:
     with Timer("reward_model"):
         demos = read_table("demonstrations", args.demos) if cfg.base.hidden_size else None
         summary = run_reward_model(
-            cfg, args.sft, read_table("preferences", args.mix), args.out, demos
+            cfg, args.sft, read_table("preferences", args.mix), args.out, demos, Path(args.curves)
         )
     write_json(paths.REPORTS_DIR / "train" / "reward_model.json", summary)
     print(summary)

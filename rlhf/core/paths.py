@@ -95,6 +95,14 @@ PLOTS_DIR = REPORTS_DIR / "plots"  # CSV series for `dvc plots show/diff`
 ABLATIONS = REPORTS_DIR / "ablations.json"
 RM_EVAL = REPORTS_DIR / "rm_eval.json"
 
+CURVES_DIR = REPORTS_DIR / "curves"  # DVCLive training curves (rlhf.models.curves)
+
+
+def curves(stage: str) -> Path:
+    """A training stage's DVCLive folder (a replicated stage: one `seed_<s>` folder per seed)."""
+    return CURVES_DIR / stage
+
+
 TIMINGS_DIR = REPORTS_DIR / "timings"  # git-ignored: wall times differ on every run
 # Finished shards of an unfinished stage (rlhf.core.shards), git-ignored: a stage's cache.
 SHARDS_DIR = Path(".rlhf/shards")

@@ -218,12 +218,22 @@ def reward_model_members(path: str | Path) -> tuple[list[Path], float]:
     return [path / m for m in meta["members"]], float(meta.get("conservative_k", 0.0))
 
 
+ADAPTER_DIR = "adapter"
+"""Inside a model folder trained with LoRA: the adapters alone (PEFT's format), whose config
+names the base they adapt; the folder itself holds the merged weights."""
+
+
 def save_model(model, tokenizer, out_dir: str | Path) -> None:
-    """Save a model and tokenizer atomically (temporary folder, then rename)."""
+    """Save a model and tokenizer atomically (temporary folder, then rename). A PEFT model is
+    saved merged (a plain checkpoint every later stage and engine loads) with its adapters
+    in `ADAPTER_DIR`."""
     from rlhf.core.io import atomic_path, is_main_process
 
     if not is_main_process():
         return  # rank 0 saves (the full weights, gathered by rlhf.models.train under ZeRO-3)
     with atomic_path(out_dir) as tmp:
+        if hasattr(model, "merge_and_unload"):  # a PEFT model
+            model.save_pretrained(tmp / ADAPTER_DIR)
+            model = model.merge_and_unload()
         model.save_pretrained(tmp, state_dict=getattr(model, "_full_state_dict", None))
         tokenizer.save_pretrained(tmp)

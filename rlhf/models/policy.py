@@ -15,6 +15,7 @@ from rlhf.core.messages import to_trl_preference
 from rlhf.core.seeds import seeded
 from rlhf.models import train
 from rlhf.models.checkpoints import (
+    ADAPTER_DIR,
     gguf_in_package,
     load_gguf,
     load_policy,
@@ -36,24 +37,44 @@ def world_conversations(prefs: pa.Table, max_texts: int, seed: int) -> list[list
 
 
 def pretrain_new(
-    tok, convs: list[list[dict]], hidden: int, layers: int, heads: int, max_len: int, cfg, seed: int
+    tok,
+    convs: list[list[dict]],
+    hidden: int,
+    layers: int,
+    heads: int,
+    max_len: int,
+    cfg,
+    seed: int,
+    curves: Path | None = None,
 ):
     """A tiny Llama with `tok`'s vocabulary, pretrained from scratch on `convs`."""
     texts = [tok.apply_chat_template(c, tokenize=False) for c in convs]
     model = tiny_llama(tok, hidden, layers, heads, max_len, seed)
-    model, summary = train.pretrain(model, tok, texts, cfg, seed)
+    model, summary = train.pretrain(model, tok, texts, cfg, seed, curves=curves)
     params = sum(p.numel() for p in model.parameters())
     return model, {**summary, "texts": len(texts), "params": params}
 
 
 def build_base(
-    cfg: BaseConfig, prefs: pa.Table, out_dir: str | Path, max_texts: int
+    cfg: BaseConfig,
+    prefs: pa.Table,
+    out_dir: str | Path,
+    max_texts: int,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     """Train a BPE tokenizer and pretrain a tiny Llama on world conversations."""
     convs = world_conversations(prefs, max_texts, cfg.seed)
     tok = train_tokenizer((m["content"] for c in convs for m in c), cfg.vocab_size)
     model, summary = pretrain_new(
-        tok, convs, cfg.hidden_size, cfg.layers, cfg.heads, cfg.max_position, cfg.train, cfg.seed
+        tok,
+        convs,
+        cfg.hidden_size,
+        cfg.layers,
+        cfg.heads,
+        cfg.max_position,
+        cfg.train,
+        cfg.seed,
+        curves=curves,
     )
     save_model(model, tok, out_dir)
     return summary
@@ -88,7 +109,11 @@ def import_base(cfg: BaseConfig, out_dir: str | Path) -> dict[str, Any]:
 
 
 def run_sft(
-    cfg: SFTStageConfig, base_dir: str | Path, demos: pa.Table, out_dir: str | Path
+    cfg: SFTStageConfig,
+    base_dir: str | Path,
+    demos: pa.Table,
+    out_dir: str | Path,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     tok, model = load_tokenizer(base_dir), load_policy(base_dir)
     if not cfg.enabled:
@@ -97,7 +122,7 @@ def run_sft(
     convs = demos.column("messages").to_pylist()
     if cfg.max_examples and len(convs) > cfg.max_examples:
         convs = random.Random(cfg.seed).sample(convs, cfg.max_examples)
-    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed)
+    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed, curves=curves)
     save_model(model, tok, out_dir)
     return {**summary, "examples": len(convs)}
 
@@ -116,6 +141,55 @@ def pairs_to_trl(pairs: pa.Table) -> datasets.Dataset:
     )
 
 
+class AdapterDisabled:
+    """A PEFT model with its adapters disabled, used as a model: its base, with no copy held
+    (the reference a KL budget measures against under LoRA)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, **inputs):
+        with self.model.disable_adapter():
+            return self.model(**inputs)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+
+def adapter_base(policy_dir: str | Path) -> Path | None:
+    """The model folder the LoRA adapters saved with `policy_dir` adapt (resolved), or None."""
+    import json
+
+    spec = Path(policy_dir) / ADAPTER_DIR / "adapter_config.json"
+    if not spec.is_file():
+        return None
+    return Path(json.loads(spec.read_text())["base_model_name_or_path"]).resolve()
+
+
+def lora_policy(cfg: DPOStageConfig, policy_dir: str | Path, ref_dir: str | Path):
+    """(model to train, reference) for a LoRA DPO round. The adapters always adapt the
+    reference's weights, so that the reference is the base with them disabled and no second
+    copy is held (reference None): a round from its reference starts new adapters; a round from
+    a policy whose adapters adapt the reference (an earlier round's output) trains them on.
+    Any other input (a fully trained policy against another reference) gets new adapters and
+    the reference loaded beside it."""
+    from peft import PeftModel, get_peft_model
+
+    lora = train.lora_config(cfg.train, "CAUSAL_LM")
+    if Path(policy_dir).resolve() == Path(ref_dir).resolve():
+        return get_peft_model(load_policy(policy_dir), lora), None
+    if adapter_base(policy_dir) == Path(ref_dir).resolve():
+        adapters = Path(policy_dir) / ADAPTER_DIR
+        return PeftModel.from_pretrained(load_policy(ref_dir), adapters, is_trainable=True), None
+    return get_peft_model(load_policy(policy_dir), lora), load_policy(ref_dir)
+
+
 def run_dpo(
     cfg: DPOStageConfig,
     policy_dir: str | Path,
@@ -124,20 +198,26 @@ def run_dpo(
     out_dir: str | Path,
     seed_name: str,
     budget: Callable[[Any, Path, Any], Any] | None = None,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     """One DPO round. `budget(ref_model, ref_dir, tok)`, when given, makes the round's KL
-    budget (a TrainerCallback with `start(model)`, False: train no step, and `record(steps)`)."""
+    budget (a TrainerCallback with `start(model)`, False: train no step, and `record(steps)`);
+    `curves`: the round's DVCLive folder. With dpo.train.lora_rank, see `lora_policy`."""
     tok = load_tokenizer(policy_dir)
-    model, ref = load_policy(policy_dir), load_policy(ref_dir)
+    if cfg.train.lora_rank:
+        model, ref = lora_policy(cfg, policy_dir, ref_dir)
+    else:
+        model, ref = load_policy(policy_dir), load_policy(ref_dir)
     ds = pairs_to_trl(pairs)
-    cb = budget(ref, Path(ref_dir), tok) if budget else None
+    measure_to = ref if ref is not None else AdapterDisabled(model)
+    cb = budget(measure_to, Path(ref_dir), tok) if budget else None
     if cb is None or cb.start(model):
         model, summary = train.dpo(
             model, ref, tok, ds, cfg.train, cfg.beta, seeded(seed_name, cfg.seed),
-            callbacks=[cb] if cb else None,
+            callbacks=[cb] if cb else None, curves=curves,
         )  # fmt: skip
     else:  # the input policy already spent the round's budget: it is the round's output
-        summary = {"train_loss": float("nan"), "steps": 0, "log": []}
+        summary = {"train_loss": None, "steps": 0, "log": [], "final": {}}
     save_model(model, tok, out_dir)
     extra = cb.record(summary["steps"]) if cb else {}
     return {**summary, "pairs": len(ds), "reference": str(ref_dir), **extra}
@@ -151,6 +231,7 @@ def run_offline_dpo(
     prefs: pa.Table,
     out_dir: str | Path,
     replicate: int,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     """Vanilla DPO baseline: from SFT, reference SFT, on `n_pairs` pairs of the offline mix drawn
     for replicate `replicate`."""
@@ -159,14 +240,19 @@ def run_offline_dpo(
     ds = ds.select(range(min(n_pairs, len(ds))))
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
     tok = load_tokenizer(sft_dir)
+    if dpo_cfg.train.lora_rank:
+        model, ref = lora_policy(dpo_cfg, sft_dir, sft_dir)
+    else:
+        model, ref = load_policy(sft_dir), load_policy(sft_dir)
     model, summary = train.dpo(
-        load_policy(sft_dir),
-        load_policy(sft_dir),
+        model,
+        ref,
         tok,
         ds,
         dpo_cfg.train,
         dpo_cfg.beta,
         seeded(f"offline_dpo/seed_{replicate}", cfg.seed),
+        curves=curves,
     )
     save_model(model, tok, out_dir)
     return {**{k: v for k, v in summary.items() if k != "log"}, "pairs": len(ds)}

@@ -42,13 +42,19 @@ def run_reward_model(
     prefs: pa.Table,
     out_dir: str | Path,
     demos: pa.Table | None = None,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     """Train the RM from the SFT model, from reward_model.model_path with that checkpoint's
     own tokenizer and chat template (the policy's and the RM's templates may differ: scoring
     renders every prompt + response with the RM's), or, with reward_model.base.hidden_size,
     from a base of its own pretrained here on the mix's conversations and the demonstrations.
     With reward_model.ensemble > 1, that many members from the same start, each with its own
-    seed, saved side by side with an `ensemble.json` that rlhf.online.scoring reads."""
+    seed, saved side by side with an `ensemble.json` that rlhf.online.scoring reads. `curves`:
+    the DVCLive folder (an ensemble's members and an own base each in a subfolder)."""
+
+    def sub(name: str) -> Path | None:
+        return None if curves is None else Path(curves) / name
+
     init = cfg.model_path or sft_dir
     tok = load_tokenizer(init)
     if not tok.chat_template:
@@ -65,8 +71,9 @@ def run_reward_model(
             convs = world_conversations(prefs, b.max_texts, cfg.seed)
             convs += demos.column("messages").to_pylist() if demos is not None else []
             lm, own = pretrain_new(
-                tok, convs, b.hidden_size, b.layers, b.heads, 256, b.train, cfg.seed
-            )
+                tok, convs, b.hidden_size, b.layers, b.heads, 256, b.train, cfg.seed,
+                curves=sub("own_base"),
+            )  # fmt: skip
             init = Path(tmp) / "base"
             save_model(lm, tok, init)
         for i, seed in enumerate(member_seeds(cfg)):
@@ -74,10 +81,11 @@ def run_reward_model(
             # later), or every run trains a different reward model.
             set_seed(seed)
             model = load_reward_model(init, tok.pad_token_id)
-            model, summary = train.reward_model(
-                model, tok, ds, cfg.train, seed, prompt_chunk=cfg.prompt_chunk
-            )
             name = f"member_{i}"
+            model, summary = train.reward_model(
+                model, tok, ds, cfg.train, seed, prompt_chunk=cfg.prompt_chunk,
+                curves=curves if cfg.ensemble == 1 else sub(name),
+            )  # fmt: skip
             save_model(model, tok, out if cfg.ensemble == 1 else out / name)
             members.append({"name": name, "seed": seed, **summary})
         if cfg.ensemble > 1 and is_main_process():
@@ -95,13 +103,17 @@ def run_reward_model(
 
 
 def run_preference_model(
-    cfg: PreferenceModelConfig, sft_dir: str | Path, prefs: pa.Table, out_dir: str | Path
+    cfg: PreferenceModelConfig,
+    sft_dir: str | Path,
+    prefs: pa.Table,
+    out_dir: str | Path,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the SFT model (or cfg.model_path) into a pairwise preference model."""
     init = cfg.model_path or sft_dir
     tok, model = load_tokenizer(init), load_policy(init)
     convs, counts = training_conversations(prefs, cfg, tok)
-    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed)
+    model, summary = train.sft(model, tok, convs, cfg.train, cfg.seed, curves=curves)
     with atomic_path(out_dir) as out:
         save_model(model, tok, out)
         if is_main_process():

@@ -38,7 +38,7 @@ def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
         data_seed=seed,
         # TRL defaults to bf16 and activation checkpointing; on CPU both are ~10x slower.
         bf16=on_gpu and cfg.bf16_on_gpu,
-        activation_checkpointing=False,
+        activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         disable_tqdm=False,
@@ -49,6 +49,42 @@ def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
         # The models' buffers (rotary frequencies) never change: no broadcast every step.
         ddp_broadcast_buffers=False,
     )
+
+
+def lora_config(cfg: TrainConfig, task: str):
+    """PEFT's LoRA settings for `cfg` (`task`: PEFT's CAUSAL_LM or SEQ_CLS, whose new scalar
+    head then trains in full), or None: full fine-tuning."""
+    if not cfg.lora_rank:
+        return None
+    from peft import LoraConfig
+
+    targets = cfg.lora_targets.strip()
+    return LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets
+        if targets == "all-linear"
+        else [t.strip() for t in targets.split(",")],
+        task_type=task,
+    )
+
+
+def is_peft(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _callbacks(curves, extra=None) -> list | None:
+    """The trainer's callbacks: `extra` first (a KL budget adds its KL to the logs the curves
+    then write), then the DVCLive curves into folder `curves` (None: none)."""
+    from rlhf.models.curves import TrainingCurves
+
+    out = list(extra or []) + ([TrainingCurves(curves)] if curves is not None else [])
+    return out or None
 
 
 _MICRO = "micro_batches"
@@ -143,23 +179,30 @@ def _trainer_class(cls, cfg: TrainConfig):
     return cls
 
 
-def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int):
-    """Causal-LM pretraining on plain text (full loss)."""
+def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int, curves=None):
+    """Causal-LM pretraining on plain text (full loss); `curves`: DVCLive folder or None."""
     ds = datasets.Dataset.from_dict({"text": texts})
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(**_common_args(cfg, out, seed), dataset_text_field="text", packing=False)
         trainer = _trainer_class(SFTTrainer, cfg)(
-            model=model, args=args, train_dataset=ds, processing_class=tokenizer
+            model=model,
+            args=args,
+            train_dataset=ds,
+            processing_class=tokenizer,
+            callbacks=_callbacks(curves),
         )
         result = trainer.train()
-    return _finish(trainer), _summary(result)
+    return _finish(trainer), _summary(result, trainer)
 
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
-def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, seed: int):
-    """Supervised fine-tuning on chat conversations, loss on assistant tokens only.
+def sft(
+    model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, seed: int, curves=None
+):
+    """Supervised fine-tuning on chat conversations, loss on assistant tokens only; with
+    `cfg.lora_rank`, LoRA adapters (TRL's peft_config) merged into the returned model's save.
 
     With a chat template that marks assistant turns (`{% generation %}`) every assistant turn
     is learned; with any other template (most real checkpoints) the conversation becomes a
@@ -179,10 +222,15 @@ def sft(model, tokenizer, conversations: list[list[dict]], cfg: TrainConfig, see
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(**_common_args(cfg, out, seed), **kind, packing=False)
         trainer = _trainer_class(SFTTrainer, cfg)(
-            model=model, args=args, train_dataset=ds, processing_class=tokenizer
+            model=model,
+            args=args,
+            train_dataset=ds,
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg, "CAUSAL_LM"),
+            callbacks=_callbacks(curves),
         )
         result = trainer.train()
-    return _finish(trainer), _summary(result)
+    return _finish(trainer), _summary(result, trainer)
 
 
 def _keeping_length(cls):
@@ -361,9 +409,12 @@ def reward_model(
     cfg: TrainConfig,
     seed: int,
     prompt_chunk: int = 0,
+    curves=None,
 ):
     """Bradley-Terry reward model on conversational prompt/chosen/rejected examples; with
-    `prompt_chunk` > 0, batches of whole prompts' pairs (`PromptChunkRewardTrainer`)."""
+    `prompt_chunk` > 0, batches of whole prompts' pairs (`PromptChunkRewardTrainer`); with
+    `cfg.lora_rank`, LoRA adapters and a fully trained scalar head."""
+    common = dict(peft_config=lora_config(cfg, "SEQ_CLS"), callbacks=_callbacks(curves))
     with tempfile.TemporaryDirectory() as out:
         args = RewardConfig(**_common_args(cfg, out, seed))
         if prompt_chunk:
@@ -376,6 +427,7 @@ def reward_model(
                 processing_class=tokenizer,
                 chunk=prompt_chunk,
                 micro_batches=cfg.micro_batches,
+                **common,
             )
         else:
             trainer = _trainer_class(RewardTrainer, cfg)(
@@ -383,9 +435,10 @@ def reward_model(
                 args=args,
                 train_dataset=_with_lengths(prefs, cfg),
                 processing_class=tokenizer,
+                **common,
             )
         result = trainer.train()
-    return _finish(trainer), _summary(result)
+    return _finish(trainer), _summary(result, trainer)
 
 
 def dpo(
@@ -398,11 +451,20 @@ def dpo(
     seed: int,
     precompute_ref: bool = False,
     callbacks: list | None = None,
+    curves=None,
 ):
     """DPO from `model` against the frozen `ref_model` on prompt/chosen/rejected examples;
     `precompute_ref`: the reference's log-probs once before training (TRL's
     precompute_ref_log_probs) instead of in every step of every epoch; `callbacks`: the
-    trainer's extra TrainerCallbacks (e.g. a KL budget that stops the round)."""
+    trainer's extra TrainerCallbacks (e.g. a KL budget that stops the round); `curves`: the
+    DVCLive folder.
+
+    LoRA: `model` a PEFT model (rlhf.models.policy.lora_policy) and `ref_model` None: the
+    reference is `model` with its adapters disabled, i.e. its base (no second copy)."""
+    if ref_model is None and not is_peft(model):
+        raise ValueError(
+            "DPO without a reference model needs a PEFT model (its base is the reference)"
+        )
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(
             **_common_args(cfg, out, seed), beta=beta, precompute_ref_log_probs=precompute_ref
@@ -413,11 +475,14 @@ def dpo(
             args=args,
             train_dataset=_with_lengths(pairs, cfg),
             processing_class=tokenizer,
-            callbacks=callbacks,
+            callbacks=_callbacks(curves, callbacks),
         )
+        if ref_model is None and "ref" in trainer.model.peft_config:
+            # TRL makes a frozen copy of a given adapter the reference; ours is the base itself.
+            trainer.model.delete_adapter("ref")
         result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
-    summary = _summary(result)
+    summary = _summary(result, trainer)
     summary["log"] = history
     return _finish(trainer), summary
 
@@ -432,9 +497,19 @@ def _finish(trainer):
     return model
 
 
-def _summary(result) -> dict[str, Any]:
+def _summary(result, trainer=None) -> dict[str, Any]:
+    """The run's mean training loss and steps, and `final`: the last logged value of each
+    training curve (rlhf.models.curves), which `dvc exp show` lists from the stage's metrics."""
+    from rlhf.models.curves import kept
+
     m = dict(result.metrics)
-    return {
+    out: dict[str, Any] = {
         "train_loss": float(m.get("train_loss", float("nan"))),
         "steps": int(result.global_step),
     }
+    if trainer is not None:
+        final = {}
+        for entry in trainer.state.log_history:
+            final.update({k: v for k, v in entry.items() if k != "step" and kept(k, v)})
+        out["final"] = final
+    return out

@@ -37,11 +37,12 @@ def onpolicy_control(
     out_dir: str | Path,
     pm_dir: str | Path | None = None,
     annotator: Callable[[pa.Table], np.ndarray] | None = None,
+    curves: Path | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """Run the control for every seed; returns the scored samples, the pairs trained on and a
     summary per seed. Models go to `out_dir/seed_<s>`. The same generate, score, pairs and DPO
     settings as the iterations (`annotator`: the ranker under score.ranker=annotator, as for
-    rlhf.online.scoring.score); DPO's reference is SFT."""
+    rlhf.online.scoring.score); DPO's reference is SFT. `curves`: DVCLive folder (per seed)."""
     cfg = params.onpolicy_control
     if not cfg.prompt_splits:
         raise ValueError("onpolicy_control.prompt_splits is empty: the control has no prompts")
@@ -55,7 +56,13 @@ def onpolicy_control(
         scored = score(params.score, rm_dir, gens, f"seed_{s}", work / "score", pm_dir, annotator)
         pairs, report = select_pairs(params.pairs, CONTROL, scored)
         trained = run_dpo(
-            params.dpo, sft, sft, pairs, paths.replicate_out(out_dir, s), f"{CONTROL}/seed_{s}"
+            params.dpo,
+            sft,
+            sft,
+            pairs,
+            paths.replicate_out(out_dir, s),
+            f"{CONTROL}/seed_{s}",
+            curves=None if curves is None else paths.replicate_out(curves, s),
         )
         summary[str(s)] = {
             "prompts": prompts.num_rows,

@@ -94,6 +94,7 @@ class KLBudget(TrainerCallback):
         )
         self.trace: list[tuple[int, float]] = []
         self.stopped = False
+        self._logged = 0  # the step of the last check given to the logs
 
     def measure(self, model) -> float:
         was_training = model.training
@@ -134,6 +135,15 @@ class KLBudget(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not self.stopped and state.global_step % self.every == 0:
             self._check(state.global_step, model, control)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # The training curves (a later callback) get the KL of a check made at this step, once
+        # (the Trainer's closing summary is logged at the last step again).
+        step = state.global_step
+        if logs is not None and self.trace and self.trace[-1][0] == step != self._logged:
+            logs["kl_to_sft"] = self.trace[-1][1]
+            self._logged = step
         return control
 
     def record(self, steps: int) -> dict[str, Any]:

@@ -44,11 +44,13 @@ def dpo_round(
     pairs: pa.Table,
     out: str | Path,
     check_prompts: list[list[dict]] | None = None,
+    curves: Path | None = None,
 ) -> dict[str, Any]:
     """One DPO round for every seed: seed s trains its own replicate of the input policy on the
     pairs its own samples gave, against its reference; returns each seed's training summary.
     With dpo.kl_budget, each seed's round stops at the round's KL to its SFT replicate,
-    measured on `check_prompts` (rlhf/online/kl_budget.py)."""
+    measured on `check_prompts` (rlhf/online/kl_budget.py). `curves`: the round's DVCLive
+    folder (one `seed_<s>` folder per seed)."""
     cfg = params.dpo
     limit = round_budget(cfg, iteration)
     if limit is not None and not check_prompts:
@@ -73,5 +75,6 @@ def dpo_round(
             paths.replicate_out(out, s),
             name,
             budget=budget if limit is not None else None,
+            curves=None if curves is None else paths.replicate_out(curves, s),
         )
     return summaries

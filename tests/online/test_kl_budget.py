@@ -69,14 +69,20 @@ def sft_dir(tmp_path_factory):
     return d
 
 
-def round_params(budget, lr=0.01):
+def round_params(budget, lr=0.01, lora_rank=0):
     return params(
         seeds=[0],
         generate={"max_new_tokens": 12},
         dpo={
             "kl_budget": budget,
             "kl_check_every": 1,
-            "train": {"epochs": 4.0, "lr": lr, "batch_size": 2, "warmup_ratio": 0.0},
+            "train": {
+                "epochs": 4.0,
+                "lr": lr,
+                "batch_size": 2,
+                "warmup_ratio": 0.0,
+                "lora_rank": lora_rank,
+            },
         },
     )
 
@@ -104,15 +110,28 @@ def saved_kl(p, model_dir, sft_dir, name):
     return cb.measure(load_policy(model_dir))
 
 
-def test_a_budgeted_round_stops_early_and_records_the_saved_policys_kl(sft_dir, tmp_path):
-    free = dpo_round(round_params([]), "iter_1", sft_dir, sft_dir, pair_table(), tmp_path / "f")
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
+def test_a_budgeted_round_stops_early_and_records_the_saved_policys_kl(
+    sft_dir, tmp_path, lora_rank
+):
+    # Under LoRA the budget measures against the adapters' base with them disabled (no copy).
+    free = dpo_round(
+        round_params([], lora_rank=lora_rank), "iter_1", sft_dir, sft_dir, pair_table(),
+        tmp_path / "f",
+    )  # fmt: skip
     full_steps = free["0"]["steps"]
-    p = round_params([0.05])
-    s = dpo_round(p, "iter_1", sft_dir, sft_dir, pair_table(), tmp_path / "b", CHECKS)["0"]
+    p = round_params([0.05], lora_rank=lora_rank)
+    s = dpo_round(
+        p, "iter_1", sft_dir, sft_dir, pair_table(), tmp_path / "b", CHECKS, tmp_path / "c"
+    )["0"]
     assert s["kl_stopped"] and 0 < s["steps"] < full_steps
     assert s["kl_budget"] == 0.05 and s["kl_checks"][0] == [0, 0.0]
     assert [c[0] for c in s["kl_checks"]] == list(range(s["steps"] + 1))
     assert s["kl_reached"] == s["kl_checks"][-1][1] > 0
+    # The round's training curves carry each check's KL at its step.
+    with open(tmp_path / "c" / "seed_0" / "plots" / "metrics" / "kl_to_sft.tsv") as f:
+        rows = [line.split("\t") for line in f.read().splitlines()[1:]]
+    assert [[int(a), round(float(b), 6)] for a, b in rows] == s["kl_checks"][1:]
     # The number recorded is the KL of the policy saved, measured again from disk.
     again = saved_kl(p, tmp_path / "b" / "seed_0", sft_dir, "iter_1/seed_0")
     assert again == pytest.approx(s["kl_reached"], rel=1e-4, abs=1e-6)
