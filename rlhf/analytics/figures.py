@@ -204,6 +204,55 @@ def fig_length_corr(data: ReportData, out: Path) -> Path:
     return _save(fig, out / "length_reward_corr.png")
 
 
+def fig_curves(data: ReportData, out: Path) -> Path:
+    """The training curves: pretraining/SFT/PM loss, the RM's loss and accuracy, and per DPO
+    run (iterations coloured by round, baselines grey) its loss, reward margin, reward accuracy
+    and KL to SFT, each against its own steps."""
+    plt = _plt()
+    curves = data.curves
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
+    single = [r for r in curves if "/" not in r or r.startswith("reward_model/")]
+    dpo = [r for r in curves if r not in single]
+    ax = axes[0, 0]
+    for run in single:
+        if "loss" in curves[run] and not run.startswith("reward_model"):
+            s, v = zip(*curves[run]["loss"], strict=True)
+            ax.plot(s, v, label=run)
+    ax.set(title="LM loss (pretraining, SFT, preference model)", xlabel="step", yscale="log")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    for run in single:
+        if run.startswith("reward_model"):
+            for key, style in (("loss", "-"), ("accuracy", "--")):
+                if key in curves[run]:
+                    s, v = zip(*curves[run][key], strict=True)
+                    ax.plot(s, v, style, label=f"{run} {key}")
+    ax.set(title="Reward model: BT loss and pair accuracy (training batches)", xlabel="step")
+    ax.legend(fontsize=7)
+    colours = plt.get_cmap("viridis")
+    rounds = sorted({r.split("/")[0] for r in dpo if r.startswith("iter_")})
+    for ax, key, title in zip(
+        [axes[0, 2], axes[1, 0], axes[1, 1], axes[1, 2]],
+        ("loss", "rewards/margins", "rewards/accuracies", "kl_to_sft"),
+        ("DPO loss", "DPO reward margin", "DPO reward accuracy", "KL to SFT at each budget check"),
+        strict=True,
+    ):
+        for run in dpo:
+            if key not in curves[run]:
+                continue
+            name = run.split("/")[0]
+            c = colours(rounds.index(name) / max(1, len(rounds) - 1)) if name in rounds else "#aaa"
+            s, v = zip(*curves[run][key], strict=True)
+            label = name if run.endswith("seed_0") else None
+            ax.plot(s, v, color=c, alpha=0.8, lw=1, label=label)
+        ax.set(title=title, xlabel="step")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("Training curves (DVCLive, reports/curves); DPO: one line per seed")
+    fig.tight_layout()
+    return _save(fig, out / "curves.png")
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

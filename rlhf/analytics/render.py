@@ -368,6 +368,73 @@ def _kl_budget(data: ReportData) -> tuple[str, str | None] | None:
     return (kl_budget_markdown(data.kl_rounds), None) if data.kl_rounds else None
 
 
+def _one_line(text: str, limit: int) -> str:
+    """`text` as one table cell: whitespace collapsed, pipes escaped, cut at `limit` chars."""
+    flat = " ".join(text.split())
+    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat.replace("|", "\\|")
+
+
+def samples_markdown(df: pl.DataFrame, limit: int = 220) -> str:
+    """Per category, one evaluation prompt and what each policy wrote for it (seed 0, first
+    sample), with the gold judge's reward: what the numbers above mean as text."""
+    parts = []
+    for (category,), rows in df.group_by("category", maintain_order=True):
+        first = rows.row(0, named=True)
+        parts.append(
+            f"**{category}** — prompt `{first['prompt_id']}`: {_one_line(first['prompt'], limit)}\n"
+        )
+        parts.append(
+            _md_table(
+                [
+                    {
+                        "policy": r["policy"],
+                        "gold": r["gold"],
+                        "response": _one_line(r["response"], limit),
+                    }
+                    for r in rows.iter_rows(named=True)
+                ],
+                [("policy", "policy"), ("gold", "gold reward"), ("response", "response")],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def _samples(data: ReportData) -> tuple[str, str | None] | None:
+    if not data.samples.height:
+        return None
+    return (samples_markdown(data.samples), None)
+
+
+def curves_markdown(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> str:
+    """Per training run, its steps and the last logged value of its main curves."""
+    keys = [
+        ("loss", "loss"),
+        ("accuracy", "RM accuracy"),
+        ("rewards/margins", "DPO reward margin"),
+        ("rewards/accuracies", "DPO reward accuracy"),
+        ("kl_to_sft", "KL to SFT"),
+    ]
+    rows = []
+    for run, series in curves.items():
+        row: dict[str, Any] = {
+            "run": run,
+            "steps": max((s for s, _ in series.get("loss", [])), default=None),
+        }
+        row.update({k: series[k][-1][1] for k, _ in keys if series.get(k)})
+        rows.append(row)
+    return (
+        "Every training stage logs its curves through DVCLive into `reports/curves/<run>` "
+        "(`dvc plots show` draws each series; the stages' metrics files keep the last values "
+        "for `dvc exp show`). Last logged values:\n\n"
+        + _md_table(rows, [("run", "run"), ("steps", "steps"), *keys])
+    )
+
+
+def _curves(data: ReportData) -> tuple[str, str | None] | None:
+    return (curves_markdown(data.curves), "curves") if data.curves else None
+
+
 def _trend(data: ReportData) -> tuple[str, str | None] | None:
     if not data.policies.height:
         return None
@@ -547,6 +614,8 @@ PARTS = (
     Part("The oracle control: how much of the ideal loop's gain the proxy keeps", _oracle),
     Part("Distance from SFT and reward over-optimisation", _distance),
     Part("KL budget per round: target against reached", _kl_budget, summary=True),
+    Part("Training curves", _curves),
+    Part("What the policies write: one evaluation prompt per category", _samples),
     Part(
         "On-policy diagnostics: the reward model on the samples it labels", _onpolicy, summary=True
     ),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rlhf.analytics.claims import check_claims
 from rlhf.analytics.figures import (
+    fig_curves,
     fig_length_corr,
     fig_overoptimisation,
     fig_pairs,
@@ -50,6 +51,8 @@ def build_report(params: Params, root: Path = Path(".")) -> ReportData:
         figs["rewards"] = fig_rewards(data, fig_dir)
     if data.corr.height:
         figs["length_corr"] = fig_length_corr(data, fig_dir)
+    if data.curves:
+        figs["curves"] = fig_curves(data, fig_dir)
     sections = build_sections(data)
     write_plot_series(data, root / paths.PLOTS_DIR)
     out_dir = root / paths.REPORTS_DIR

@@ -70,6 +70,12 @@ class ReportData:
     judge: str = "gold"
     """Who judged the evaluations, as their metrics files record it: gold, reward_model,
     preference_model or llm."""
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
+    """Training curves (rlhf.models.curves) by run (`sft`, `iter_1/seed_0`, ...) and metric:
+    (step, value) rows."""
+    samples: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """What the policies write: for one evaluation prompt per category, each policy's first
+    sample of seed 0, with its gold reward."""
     kl_rounds: list[dict[str, Any]] = field(default_factory=list)
     """Per budgeted DPO round and seed: the KL budget, the KL its last check reached, the steps
     trained, whether the budget stopped it, and the evaluation's KL of the policy it made."""
@@ -175,7 +181,49 @@ def collect(params: Params, root: Path = Path(".")) -> ReportData:
     if have_loop:
         data.onpolicy = analytics.onpolicy_diagnostics(con)
     data.kl_rounds = kl_rounds(params, root, per_seed)
+    data.curves = load_curves(root / paths.CURVES_DIR)
+    if "evaluations" in views:
+        data.samples = sample_completions(con, policy_order(params))
     return data
+
+
+def load_curves(root: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Every training run's DVCLive series under `root` (<run>/plots/metrics/<metric>.tsv)."""
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for tsv in sorted(root.glob("**/plots/metrics/**/*.tsv")):
+        run_dir, _, metric = tsv.relative_to(root).as_posix().partition("/plots/metrics/")
+        rows = pl.read_csv(tsv, separator="\t")
+        out.setdefault(run_dir, {})[metric.removesuffix(".tsv")] = list(
+            zip(
+                rows["step"].to_list(),
+                rows[rows.columns[-1]].cast(pl.Float64).to_list(),
+                strict=True,
+            )
+        )
+    return out
+
+
+def sample_completions(con, policies: list[str]) -> pl.DataFrame:
+    """Per category, the evaluation prompt that sorts first, and each policy's first sample of
+    it from seed 0 (the same prompt for every policy, so the rows read side by side)."""
+    order = {p: i for i, p in enumerate(policies)}
+    df = con.sql(
+        """
+        WITH first AS (
+            SELECT category, min(prompt_id) AS prompt_id FROM evaluations
+            WHERE seed = 0 GROUP BY category
+        )
+        SELECT e.category, e.prompt_id, e.prompt, e.policy, e.response, e.gold
+        FROM evaluations e JOIN first USING (category, prompt_id)
+        WHERE e.seed = 0 AND e.sample_idx = 0
+        """
+    ).pl()
+    df = df.filter(pl.col("policy").is_in(policies))
+    return (
+        df.with_columns(pl.col("policy").replace_strict(order).alias("_o"))
+        .sort("category", "_o")
+        .drop("_o")
+    )
 
 
 def kl_rounds(params: Params, root: Path, per_seed: pl.DataFrame) -> list[dict[str, Any]]:
