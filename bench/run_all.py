@@ -24,6 +24,7 @@ BENCHES = (
     "trainers",
     "compute_mode",
     "stage_times",
+    "real_size",
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import re
 import shlex
 import sys
@@ -341,6 +342,43 @@ def stage_times_page(root: Path) -> str | None:
     return new if named <= have else None
 
 
+def real_size_page(root: Path) -> str | None:
+    """bench/real_size.py's last results (bench/results/real_size.json) as a table, each ratio
+    against its target; None (the block left as it is) where the file is absent."""
+    f = root / "bench" / "results" / "real_size.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    g, s, d = r["generation"], r["scoring"], r["dpo"]
+
+    def met(ratio: float, target: float) -> str:
+        return "yes" if ratio >= target else "**no**"
+
+    rows = [
+        "| benchmark | setup | the pipeline's way | the other way | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+        f"| HF generation: batched vs a per-prompt loop | {g['setup']} | {g['batched_tok_s']:.0f} "
+        f"tokens/s | {g['loop_tok_s']:.0f} tokens/s | {g['ratio']:.2f}x | >= {g['target']:.0f}x "
+        f"| {met(g['ratio'], g['target'])} |",
+        f"| RM scoring: length-bucketed vs RLHFlow's `pipeline` at batch size 1 | {s['setup']} "
+        f"| {s['bucketed_per_s']:.1f} responses/s | {s['pipeline_bs1_per_s']:.1f} responses/s "
+        f"| {s['ratio']:.2f}x | >= {s['target']:.0f}x | {met(s['ratio'], s['target'])} |",
+        f"| DPO step time: LoRA (rank 16) vs full fine-tuning | {d['setup']} "
+        f"| {d['lora']['s_per_step']:.2f} s/step | {d['full']['s_per_step']:.2f} s/step "
+        f"| {d['time_ratio']:.2f}x | — | — |",
+        f"| DPO peak RSS: LoRA vs full (a reference copy) | {d['setup']} "
+        f"| {d['lora']['peak_rss_gib']:.2f} GiB | {d['full']['peak_rss_gib']:.2f} GiB "
+        f"| {d['memory_ratio']:.2f}x | — | — |",
+        f"| generation: serving engine vs in-process HF | — | — | — | — | — | {r['server']} |",
+    ]
+    head = (
+        f"Model: {r['model']}, {r['params'] / 1e6:.0f} M parameters. Machine: {r['machine']}. "
+        f"Largest score difference between the two scoring ways: "
+        f"{s['max_score_difference']:.1e}.\n\n"
+    )
+    return head + "\n".join(rows)
+
+
 @dataclass(frozen=True)
 class Block:
     path: str
@@ -371,6 +409,7 @@ BLOCKS = (
     Block("docs/ablations.md", "ablations", ablations_page, "rlhf/analytics/ablations.py"),
     Block("docs/pipeline.md", "figure", figure_page, "README.md's pipeline figure"),
     Block("docs/architecture.md", "every-stage", every_stage_page, "dvc.yaml"),
+    Block("docs/scale.md", "real-size", real_size_page, "bench/results/real_size.json"),
 )
 GENERATED = {b.name for b in BLOCKS}
 

@@ -124,6 +124,8 @@ def test_report_renders_every_section_with_its_figures(project):
         "Controls",
         "Distance from SFT and reward over-optimisation",
         "On-policy diagnostics: the reward model on the samples it labels",
+        "Training curves",
+        "What the policies write: one evaluation prompt per category",
     ):
         assert title in html and title in md, title
     figs = (
@@ -133,6 +135,7 @@ def test_report_renders_every_section_with_its_figures(project):
         "pairs",
         "rewards",
         "length_reward_corr",
+        "curves",
     )
     for fig in figs:
         png = project / paths.FIGURES_DIR / f"{fig}.png"
@@ -154,7 +157,26 @@ def test_dvc_plots_render_from_the_report_series(project, tmp_path):
     for series in ("reports/plots/policies.csv", "reports/plots/length_reward_corr.csv"):
         assert out[series] and "content" in out[series][0], (series, list(out))
     pngs = [k for k in out if k.endswith(".png")]
-    assert len(pngs) == 6 and all("url" in out[k][0] for k in pngs), list(out)
+    assert len(pngs) == 7 and all("url" in out[k][0] for k in pngs), list(out)
+    # DVCLive's training curves of every training stage, each TSV a plot of its own.
+    assert "errors" not in json.loads(r.stdout), json.loads(r.stdout)["errors"]
+    curves = "reports/curves/{}/plots/metrics/{}.tsv"
+    for run, metric in (
+        ("base", "loss"),
+        ("sft", "loss"),
+        ("preference_model", "loss"),
+        ("reward_model/member_1", "accuracy"),
+        ("offline_dpo/seed_0", "rewards/margins"),
+        ("onpolicy_dpo/seed_0", "loss"),
+        ("iter_1/seed_0", "rewards/margins"),
+        ("iter_1/seed_0", "kl_to_sft"),
+    ):
+        key = curves.format(run, metric)
+        assert out.get(key) and "content" in out[key][0], (key, sorted(out))
+    # ... and their last values in the stages' metrics, for `dvc exp show`.
+    m = json.loads(run_dvc(project, "metrics", "show", "--json").stdout)
+    metrics = next(iter(m.values()))["data"]
+    assert metrics["reports/train/sft.json"]["data"]["final"]["loss"] > 0
 
 
 def rlhf_sql_csv(project, query):
