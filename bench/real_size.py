@@ -96,7 +96,7 @@ def bench_generation(model_dir: Path, prompts: int, n: int, tokens: int, batch: 
 def bench_scoring(model_dir: Path, rows: int, batch_tokens: int) -> dict:
     from transformers import pipeline
 
-    from rlhf.models.checkpoints import load_reward_model, load_tokenizer, save_model
+    from rlhf.models.checkpoints import adds_bos, load_reward_model, load_tokenizer, save_model
     from rlhf.online.scoring import RewardScorer
 
     mix = read_table("preferences", paths.PREFERENCES).slice(0, rows)
@@ -111,11 +111,12 @@ def bench_scoring(model_dir: Path, rows: int, batch_tokens: int) -> dict:
         texts = [scorer.render(p, r) for p, r in zip(prompts, responses, strict=True)]
         # RLHFlow's get_rewards.py: the chat template's text, its BOS removed (the pipeline's
         # tokenizer adds special tokens itself), one text per call, the raw logit as the score.
-        bos = scorer.tok.bos_token or ""
-        plain = [t.replace(bos, "", 1) if bos else t for t in texts]
+        bos = scorer.tok.bos_token if adds_bos(scorer.tok) else ""
+        plain = [t.removeprefix(bos) if bos else t for t in texts]
         pipe = pipeline(
-            "text-classification", model=scorer.models[0], tokenizer=scorer.tok, device="cpu"
-        )
+            "text-classification", model=scorer.models[0], tokenizer=scorer.tok,
+            device=scorer.device,
+        )  # fmt: skip
         kwargs = dict(top_k=None, function_to_apply="none", batch_size=1)
         with torch.inference_mode():
             pipe(plain[:8], **kwargs)  # warm-up
@@ -242,8 +243,10 @@ def main() -> None:
             out = subprocess.run(
                 [sys.executable, __file__, "--arm", arm, "--model-dir", str(model_dir),
                  "--pairs", str(args.pairs), "--steps", str(args.steps)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True,
             )  # fmt: skip
+            if out.returncode:
+                sys.exit(f"DPO arm {arm} failed:\n{out.stderr[-4000:]}")
             arms[arm] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"DPO {arm}: {arms[arm]}", flush=True)
     d = {

@@ -86,7 +86,9 @@ def load(name: str, root: Path = Path("."), _seen: tuple[str, ...] = ()) -> Prof
 def _chain(prof: Profile, root: Path) -> list[Profile]:
     """`prof` and the profiles it extends, the furthest first."""
     chain = [prof]
-    while chain[0].extends:  # load() refuses loops
+    while chain[0].extends:
+        if chain[0].extends in (p.name for p in chain):
+            raise ConfigError(f"profile {prof.name}: extends {chain[0].extends!r} in a loop")
         chain.insert(0, load(chain[0].extends, root))
     return chain
 

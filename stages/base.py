@@ -20,6 +20,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).base
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.models.policy import build_base, import_base
 
     with Timer("base"):
@@ -30,6 +31,7 @@ def main() -> None:
                 cfg, read_table("preferences", args.mix), args.out, args.max_texts,
                 Path(args.curves),
             )  # fmt: skip
+    ensure_curves(args.curves)  # the declared output, where no step was logged
     write_json(paths.REPORTS_DIR / "train" / "base.json", summary)
     print(summary)
 

@@ -24,6 +24,7 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.online.kl_budget import check_prompts
     from rlhf.online.loop import dpo_round, training_pairs
 
@@ -42,6 +43,7 @@ def main() -> None:
         )  # fmt: skip
     write_table("pairs", pairs, args.train_pairs)
     kept = {s: {k: v for k, v in m.items() if k != "log"} for s, m in summaries.items()}
+    ensure_curves(args.curves or paths.curves(args.iteration))  # exists even if no seed trained
     write_json(paths.iteration_dir(args.iteration) / "dpo.json", {"by_seed": kept})
     print(kept)
 

@@ -19,6 +19,7 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.models.policy import run_offline_dpo
     from rlhf.online.loop import offline_pair_budget
 
@@ -38,6 +39,7 @@ def main() -> None:
             )
             for s in params.seeds
         }
+    ensure_curves(args.curves)  # the declared output, where no step was logged
     write_json(paths.REPORTS_DIR / "train" / "offline_dpo.json", {"by_seed": summary})
     print(summary)
 

@@ -28,6 +28,7 @@ def main() -> None:
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.online.controls import onpolicy_control
     from rlhf.world.annotator import ranker
 
@@ -38,6 +39,7 @@ def main() -> None:
         )  # fmt: skip
     write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
     write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")
+    ensure_curves(args.curves)  # the declared output, where no step was logged
     write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", {"by_seed": summary})
     clear(paths.shards("onpolicy_dpo"))
     print(summary)

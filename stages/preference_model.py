@@ -21,12 +21,14 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).preference_model
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.models.reward import run_preference_model
 
     with Timer("preference_model"):
         summary = run_preference_model(
             cfg, args.sft, read_table("preferences", args.mix), args.out, Path(args.curves)
         )
+    ensure_curves(args.curves)  # the declared output, where no step was logged
     write_json(paths.REPORTS_DIR / "train" / "preference_model.json", summary)
     print(summary)
 

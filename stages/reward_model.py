@@ -25,6 +25,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).reward_model
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.models.reward import run_reward_model
 
     with Timer("reward_model"):
@@ -32,6 +33,7 @@ def main() -> None:
         summary = run_reward_model(
             cfg, args.sft, read_table("preferences", args.mix), args.out, demos, Path(args.curves)
         )
+    ensure_curves(args.curves)  # the declared output, where no step was logged
     write_json(paths.REPORTS_DIR / "train" / "reward_model.json", summary)
     print(summary)
 

@@ -18,12 +18,14 @@ def main() -> None:
     args = p.parse_args()
     cfg = params_or_exit(args.params).sft
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.models.curves import ensure as ensure_curves
     from rlhf.models.policy import run_sft
 
     with Timer("sft"):
         summary = run_sft(
             cfg, args.base, read_table("demonstrations", args.demos), args.out, Path(args.curves)
         )
+    ensure_curves(args.curves)  # the declared output, where no step was logged
     write_json(paths.REPORTS_DIR / "train" / "sft.json", summary)
     print(summary)
 

@@ -213,24 +213,32 @@ def fig_curves(data: ReportData, out: Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(15, 7))
     single = [r for r in curves if "/" not in r or r.startswith("reward_model/")]
     dpo = [r for r in curves if r not in single]
+    rm = [r for r in single if r.startswith("reward_model") and not r.endswith("own_base")]
     ax = axes[0, 0]
     for run in single:
-        if "loss" in curves[run] and not run.startswith("reward_model"):
+        if "loss" in curves[run] and curves[run]["loss"] and run not in rm:
             s, v = zip(*curves[run]["loss"], strict=True)
             ax.plot(s, v, label=run)
     ax.set(title="LM loss (pretraining, SFT, preference model)", xlabel="step", yscale="log")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     ax = axes[0, 1]
-    for run in single:
-        if run.startswith("reward_model"):
-            for key, style in (("loss", "-"), ("accuracy", "--")):
-                if key in curves[run]:
-                    s, v = zip(*curves[run][key], strict=True)
-                    ax.plot(s, v, style, label=f"{run} {key}")
+    for run in rm:
+        for key, style in (("loss", "-"), ("accuracy", "--")):
+            if curves[run].get(key):
+                s, v = zip(*curves[run][key], strict=True)
+                ax.plot(s, v, style, label=f"{run} {key}")
     ax.set(title="Reward model: BT loss and pair accuracy (training batches)", xlabel="step")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     colours = plt.get_cmap("viridis")
-    rounds = sorted({r.split("/")[0] for r in dpo if r.startswith("iter_")})
+    rounds = sorted(
+        {r.split("/")[0] for r in dpo if r.startswith("iter_")},
+        key=lambda name: (len(name), name),  # iter_2 before iter_10
+    )
+    first_seed = {}
+    for run in dpo:
+        first_seed.setdefault(run.split("/")[0], run)
     for ax, key, title in zip(
         [axes[0, 2], axes[1, 0], axes[1, 1], axes[1, 2]],
         ("loss", "rewards/margins", "rewards/accuracies", "kl_to_sft"),
@@ -238,12 +246,12 @@ def fig_curves(data: ReportData, out: Path) -> Path:
         strict=True,
     ):
         for run in dpo:
-            if key not in curves[run]:
+            if not curves[run].get(key):
                 continue
             name = run.split("/")[0]
             c = colours(rounds.index(name) / max(1, len(rounds) - 1)) if name in rounds else "#aaa"
             s, v = zip(*curves[run][key], strict=True)
-            label = name if run.endswith("seed_0") else None
+            label = name if first_seed[name] == run else None
             ax.plot(s, v, color=c, alpha=0.8, lw=1, label=label)
         ax.set(title=title, xlabel="step")
         if ax.get_legend_handles_labels()[0]:

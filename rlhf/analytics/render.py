@@ -376,7 +376,7 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def samples_markdown(df: pl.DataFrame, limit: int = 220) -> str:
-    """Per category, one evaluation prompt and what each policy wrote for it (seed 0, first
+    """Per category, one evaluation prompt and what each policy wrote for it (first seed, first
     sample), with the gold judge's reward: what the numbers above mean as text."""
     parts = []
     for (category,), rows in df.group_by("category", maintain_order=True):

@@ -205,17 +205,18 @@ def load_curves(root: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
 
 def sample_completions(con, policies: list[str]) -> pl.DataFrame:
     """Per category, the evaluation prompt that sorts first, and each policy's first sample of
-    it from seed 0 (the same prompt for every policy, so the rows read side by side)."""
+    it from the first seed (the same prompt for every policy, so the rows read side by side)."""
     order = {p: i for i, p in enumerate(policies)}
     df = con.sql(
         """
-        WITH first AS (
+        WITH s AS (SELECT min(seed) AS seed FROM evaluations),
+        first AS (
             SELECT category, min(prompt_id) AS prompt_id FROM evaluations
-            WHERE seed = 0 GROUP BY category
+            WHERE seed = (SELECT seed FROM s) GROUP BY category
         )
         SELECT e.category, e.prompt_id, e.prompt, e.policy, e.response, e.gold
         FROM evaluations e JOIN first USING (category, prompt_id)
-        WHERE e.seed = 0 AND e.sample_idx = 0
+        WHERE e.seed = (SELECT seed FROM s) AND e.sample_idx = 0
         """
     ).pl()
     df = df.filter(pl.col("policy").is_in(policies))

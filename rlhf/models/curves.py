@@ -29,6 +29,17 @@ def kept(key: str, value) -> bool:
     )
 
 
+def ensure(out_dir: str | Path) -> None:
+    """A stage's curves folder, made where nothing was logged under it (an imported base, SFT
+    switched off, a DPO round whose every seed had spent its KL budget): a loss series with no
+    row, so that the declared output exists and `dvc plots show` reads it as an empty plot."""
+    out = Path(out_dir)
+    if not any(out.glob("**/*.tsv")):
+        from rlhf.core.io import write_text
+
+        write_text(out / "plots" / "metrics" / "loss.tsv", "step\tloss\n")
+
+
 class TrainingCurves(DVCLiveCallback):
     """transformers' DVCLive callback writing into `out_dir` only: no params file (the
     Trainer's arguments hold temporary paths), no dvc.yaml of its own (the pipeline's declares
@@ -60,7 +71,6 @@ class TrainingCurves(DVCLiveCallback):
         self.live.step = state.global_step
         for key, value in points.items():
             self.live.log_metric(standardize_metric_name(key, "dvclive.huggingface"), value)
-        self.live.make_summary()
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._initialized and state.is_world_process_zero:

@@ -9,6 +9,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+from transformers import set_seed
 
 from rlhf.core.config import BaseConfig, DPOStageConfig, OfflineDPOConfig, SFTStageConfig
 from rlhf.core.messages import to_trl_preference
@@ -205,6 +206,7 @@ def run_dpo(
     `curves`: the round's DVCLive folder. With dpo.train.lora_rank, see `lora_policy`."""
     tok = load_tokenizer(policy_dir)
     if cfg.train.lora_rank:
+        set_seed(seeded(seed_name, cfg.seed))  # new adapters' random init, before the Trainer's
         model, ref = lora_policy(cfg, policy_dir, ref_dir)
     else:
         model, ref = load_policy(policy_dir), load_policy(ref_dir)
@@ -241,6 +243,7 @@ def run_offline_dpo(
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
     tok = load_tokenizer(sft_dir)
     if dpo_cfg.train.lora_rank:
+        set_seed(seeded(f"offline_dpo/seed_{replicate}", cfg.seed))  # the adapters' init
         model, ref = lora_policy(dpo_cfg, sft_dir, sft_dir)
     else:
         model, ref = load_policy(sft_dir), load_policy(sft_dir)

@@ -191,6 +191,7 @@ def pretrain(model, tokenizer, texts: list[str], cfg: TrainConfig, seed: int, cu
             processing_class=tokenizer,
             callbacks=_callbacks(curves),
         )
+        _refuse_sharded_lora(trainer)
         result = trainer.train()
     return _finish(trainer), _summary(result, trainer)
 
@@ -229,6 +230,7 @@ def sft(
             peft_config=lora_config(cfg, "CAUSAL_LM"),
             callbacks=_callbacks(curves),
         )
+        _refuse_sharded_lora(trainer)
         result = trainer.train()
     return _finish(trainer), _summary(result, trainer)
 
@@ -437,6 +439,7 @@ def reward_model(
                 processing_class=tokenizer,
                 **common,
             )
+        _refuse_sharded_lora(trainer)
         result = trainer.train()
     return _finish(trainer), _summary(result, trainer)
 
@@ -465,6 +468,9 @@ def dpo(
         raise ValueError(
             "DPO without a reference model needs a PEFT model (its base is the reference)"
         )
+    if ref_model is None and precompute_ref:
+        # TRL would precompute with its copy of the adapters (the previous policy), in __init__.
+        raise ValueError("LoRA DPO computes the reference from the disabled adapters each step")
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(
             **_common_args(cfg, out, seed), beta=beta, precompute_ref_log_probs=precompute_ref
@@ -480,11 +486,20 @@ def dpo(
         if ref_model is None and "ref" in trainer.model.peft_config:
             # TRL makes a frozen copy of a given adapter the reference; ours is the base itself.
             trainer.model.delete_adapter("ref")
+        _refuse_sharded_lora(trainer)
         result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
     summary = _summary(result, trainer)
     summary["log"] = history
     return _finish(trainer), summary
+
+
+def _refuse_sharded_lora(trainer) -> None:
+    """LoRA under DeepSpeed ZeRO-3 would merge and save adapters over sharded, empty weights:
+    refused before training (LoRA needs no sharding: the paper_lora profile runs plain DDP)."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if is_peft(trainer.model) and plugin is not None and plugin.zero_stage == 3:
+        raise ValueError("LoRA under DeepSpeed ZeRO-3 is not supported: use DDP (paper_lora)")
 
 
 def _finish(trainer):

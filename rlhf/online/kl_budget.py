@@ -143,6 +143,8 @@ class KLBudget(TrainerCallback):
         step = state.global_step
         if logs is not None and self.trace and self.trace[-1][0] == step != self._logged:
             logs["kl_to_sft"] = self.trace[-1][1]
+            if state.log_history:  # the Trainer kept its copy before the callbacks ran
+                state.log_history[-1]["kl_to_sft"] = self.trace[-1][1]
             self._logged = step
         return control
 

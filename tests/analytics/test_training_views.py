@@ -56,3 +56,17 @@ def test_sampled_completions_are_one_cell_each_and_cut():
     assert "what \\| is this?" in md
     assert "| sft | 0.100 | a \\| b c |" in md
     assert "| iter_1 | 0.400 | " + "x" * 49 + "… |" in md
+
+
+def test_a_run_that_logged_nothing_still_has_its_declared_curves_folder(tmp_path):
+    from rlhf.models.curves import ensure
+
+    ensure(tmp_path / "sft")  # e.g. an imported SFT checkpoint: no step trained
+    assert load_curves(tmp_path) == {"sft": {"loss": []}}
+    _log(tmp_path / "iter_1" / "seed_0", {"loss": [0.7]})
+    before = sorted(p.name for p in (tmp_path / "iter_1").rglob("*"))
+    ensure(tmp_path / "iter_1")  # a logged run is left as it is
+    assert sorted(p.name for p in (tmp_path / "iter_1").rglob("*")) == before
+    data = ReportData(*[None] * 11)
+    data.curves = load_curves(tmp_path)
+    assert fig_curves(data, tmp_path).is_file()

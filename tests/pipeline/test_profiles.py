@@ -66,6 +66,12 @@ def test_a_profile_extending_itself_is_refused(tmp_path):
     (tmp_path / "profiles" / "b.yaml").write_text("extends: a\nparams: {}\n")
     with pytest.raises(ConfigError, match="loop"):
         profiles.render("a", tmp_path)
+    for name in "ab":  # with setups of their own, loading them does not meet the loop
+        (tmp_path / "profiles" / f"{name}.yaml").write_text(
+            f"extends: {'b' if name == 'a' else 'a'}\nsetup: echo\nparams: {{}}\n"
+        )
+    with pytest.raises(ConfigError, match="loop"):
+        profiles.render("a", tmp_path)
 
 
 def test_paper_profile_has_the_papers_settings():
