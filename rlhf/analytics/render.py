@@ -427,7 +427,7 @@ def curves_markdown(curves: dict[str, dict[str, list[tuple[int, float]]]]) -> st
         "Every training stage logs its curves through DVCLive into `reports/curves/<run>` "
         "(`dvc plots show` draws each series; the stages' metrics files keep the last values "
         "for `dvc exp show`). Last logged values:\n\n"
-        + _md_table(rows, [("run", "run"), ("steps", "steps"), *keys])
+        + _md_table(rows, [("run", "run"), ("steps", "last logged step"), *keys])
     )
 
 
