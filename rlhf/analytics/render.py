@@ -376,9 +376,12 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def samples_markdown(df: pl.DataFrame, limit: int = 220) -> str:
-    """Per category, one evaluation prompt and what each policy wrote for it (first seed, first
-    sample), with the gold judge's reward: what the numbers above mean as text."""
-    parts = []
+    """Per category, the evaluation prompt where the policies' answers differ most in gold
+    reward, and what each wrote for it (first seed, first sample): the numbers above as text."""
+    parts = [
+        "Per category, the evaluation prompt on which the policies' first samples (first seed) "
+        "differ most in gold reward, and what each policy wrote for it."
+    ]
     for (category,), rows in df.group_by("category", maintain_order=True):
         first = rows.row(0, named=True)
         parts.append(

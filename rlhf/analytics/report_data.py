@@ -204,24 +204,28 @@ def load_curves(root: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
 
 
 def sample_completions(con, policies: list[str]) -> pl.DataFrame:
-    """Per category, the evaluation prompt that sorts first, and each policy's first sample of
-    it from the first seed (the same prompt for every policy, so the rows read side by side)."""
+    """Per category, the evaluation prompt on which the policies' first samples (first seed)
+    differ most in gold reward (ties: the prompt id that sorts first), and each policy's
+    sample of it: the same prompt for every policy, so the rows read side by side."""
     order = {p: i for i, p in enumerate(policies)}
     df = con.sql(
         """
-        WITH s AS (SELECT min(seed) AS seed FROM evaluations),
-        first AS (
-            SELECT category, min(prompt_id) AS prompt_id FROM evaluations
-            WHERE seed = (SELECT seed FROM s) GROUP BY category
-        )
-        SELECT e.category, e.prompt_id, e.prompt, e.policy, e.response, e.gold
-        FROM evaluations e JOIN first USING (category, prompt_id)
-        WHERE e.seed = (SELECT seed FROM s) AND e.sample_idx = 0
+        SELECT category, prompt_id, prompt, policy, response, gold FROM evaluations
+        WHERE seed = (SELECT min(seed) FROM evaluations) AND sample_idx = 0
         """
     ).pl()
     df = df.filter(pl.col("policy").is_in(policies))
+    spread = (
+        df.group_by("category", "prompt_id")
+        .agg((pl.col("gold").max() - pl.col("gold").min()).alias("spread"))
+        .sort(["category", "spread", "prompt_id"], descending=[False, True, False])
+        .group_by("category", maintain_order=True)
+        .first()
+        .select("category", "prompt_id")
+    )
     return (
-        df.with_columns(pl.col("policy").replace_strict(order).alias("_o"))
+        df.join(spread, on=["category", "prompt_id"])
+        .with_columns(pl.col("policy").replace_strict(order).alias("_o"))
         .sort("category", "_o")
         .drop("_o")
     )

@@ -70,3 +70,40 @@ def test_a_run_that_logged_nothing_still_has_its_declared_curves_folder(tmp_path
     data = ReportData(*[None] * 11)
     data.curves = load_curves(tmp_path)
     assert fig_curves(data, tmp_path).is_file()
+
+
+def test_the_sample_shown_per_category_is_where_the_policies_differ_most():
+    import duckdb
+
+    from rlhf.analytics.report_data import sample_completions
+
+    rows = [
+        # category, prompt, policy -> gold: p2 separates the policies, p1 (sorts first) not
+        ("chat", "p1", "sft", 0.5), ("chat", "p1", "iter_1", 0.5),
+        ("chat", "p2", "sft", 0.1), ("chat", "p2", "iter_1", 0.9),
+        ("safety", "p3", "sft", 0.2), ("safety", "p3", "iter_1", 0.3),
+    ]  # fmt: skip
+    evals = pl.DataFrame(
+        [
+            {
+                "category": c,
+                "prompt_id": p,
+                "prompt": f"q {p}",
+                "policy": pol,
+                "gold": g,
+                "response": f"{pol} on {p}",
+                "seed": s,
+                "sample_idx": i,
+            }  # fmt: skip
+            for c, p, pol, g in rows
+            for s in (1, 2)
+            for i in (0, 1)
+        ]
+    )
+    con = duckdb.connect()
+    con.register("evaluations", evals)
+    df = sample_completions(con, ["sft", "iter_1"])
+    assert df.select("category", "prompt_id", "policy").rows() == [
+        ("chat", "p2", "sft"), ("chat", "p2", "iter_1"),
+        ("safety", "p3", "sft"), ("safety", "p3", "iter_1"),
+    ]  # fmt: skip
