@@ -4,19 +4,15 @@ in both orders. The judge is a local Hugging Face checkpoint (greedy) or an Open
 endpoint such as a vLLM server (timeouts, retries with back-off, a concurrency limit). Every
 verdict is cached by (template, judge, prompt, responses): a re-run asks nothing twice.
 
-Why a hand-written HTTP client: the endpoint call is one POST; the standard library does it,
-and the retry/timeout/concurrency policy is what a user needs to see and test, not hide."""
+The endpoint's requests go through rlhf.core.http (one retry and timeout policy for every
+server this project talks to)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.core.config import ConfigError, LLMJudgeConfig
+from rlhf.core.http import post_json
 from rlhf.core.shards import digest, tree_fingerprint
 from rlhf.models.preference import Comparison, PreferenceModel, context_text
 
@@ -109,41 +106,28 @@ class HTTPBackend:
 
     def _one(self, prompt: str) -> tuple[str | None, str]:
         """(reply text or None, outcome): ok, or error:<why> after the last retry."""
-        body = json.dumps(
-            {
-                "model": self.cfg.api_model,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0.0,
-                "max_tokens": self.cfg.max_new_tokens,
-            }
-        ).encode()
-        wait, why = self.cfg.backoff_s, "unknown"
-        for attempt in range(self.cfg.retries + 1):
-            if attempt:
-                time.sleep(wait)
-                wait *= 2
-            if self._stop.is_set():
-                return None, "error:not_asked"  # after a 401/403: the stage stops
-            req = urllib.request.Request(self.url, body, self.headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as r:
-                    reply = json.loads(r.read())
-                return reply["choices"][0]["message"]["content"], "ok"
-            except urllib.error.HTTPError as e:
-                why = f"http_{e.code}"
-                if e.code in (401, 403):
-                    self.refused = e.code
-                    self._stop.set()
-                    break
-                if e.code < 500 and e.code != 429:
-                    break  # the request itself is wrong: asking again cannot help
-            except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
-                why = "timeout" if "timed out" in str(e) else "connection"
-            except (ValueError, KeyError, IndexError, TypeError):
-                # A body that is not a chat completion: counted, and not cached (a server
-                # glitch must not stick), so the next run asks again.
-                return None, "error:bad_reply"
-        return None, f"error:{why}"
+        body = {
+            "model": self.cfg.api_model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0.0,
+            "max_tokens": self.cfg.max_new_tokens,
+        }
+        # A body that is not a chat completion is counted as bad_reply and not cached (a server
+        # glitch must not stick), so the next run asks again.
+        text, outcome = post_json(
+            self.url,
+            body,
+            lambda reply: reply["choices"][0]["message"]["content"],
+            headers=self.headers,
+            timeout_s=self.cfg.timeout_s,
+            retries=self.cfg.retries,
+            backoff_s=self.cfg.backoff_s,
+            stop=self._stop.is_set,
+        )
+        if outcome in ("error:http_401", "error:http_403"):
+            self.refused = int(outcome.removeprefix("error:http_"))
+            self._stop.set()
+        return text, outcome
 
     def ask(self, prompts: list[str]) -> list[tuple[str | None, str]]:
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
