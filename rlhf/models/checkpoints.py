@@ -223,6 +223,15 @@ ADAPTER_DIR = "adapter"
 names the base they adapt; the folder itself holds the merged weights."""
 
 
+def is_peft(model) -> bool:
+    """Whether `model` carries PEFT adapters (LoRA)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
 def save_model(model, tokenizer, out_dir: str | Path) -> None:
     """Save a model and tokenizer atomically (temporary folder, then rename). A PEFT model is
     saved merged (a plain checkpoint every later stage and engine loads) with its adapters
@@ -232,7 +241,7 @@ def save_model(model, tokenizer, out_dir: str | Path) -> None:
     if not is_main_process():
         return  # rank 0 saves (the full weights, gathered by rlhf.models.train under ZeRO-3)
     with atomic_path(out_dir) as tmp:
-        if hasattr(model, "merge_and_unload"):  # a PEFT model
+        if is_peft(model):
             model.save_pretrained(tmp / ADAPTER_DIR)
             model = model.merge_and_unload()
         model.save_pretrained(tmp, state_dict=getattr(model, "_full_state_dict", None))

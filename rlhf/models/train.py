@@ -17,6 +17,7 @@ from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, S
 from trl.trainer.utils import pad
 
 from rlhf.core.config import TrainConfig
+from rlhf.models.checkpoints import is_peft
 
 
 def _common_args(cfg: TrainConfig, out: str, seed: int) -> dict[str, Any]:
@@ -68,14 +69,6 @@ def lora_config(cfg: TrainConfig, task: str):
         else [t.strip() for t in targets.split(",")],
         task_type=task,
     )
-
-
-def is_peft(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
 
 
 def _callbacks(curves, extra=None) -> list | None:
