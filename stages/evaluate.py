@@ -76,5 +76,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except ConfigError as e:  # a setting found wrong only when used: a judge template
+    except ConfigError as e:  # found only when used: a judge template, a failing engine
         sys.exit(f"error: {e}")

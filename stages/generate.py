@@ -1,10 +1,14 @@
 """Stage `generate@<iteration>`: n responses per prompt of the iteration's split from each seed's
 replicate of its input policy."""
 
+import sys
+from collections import Counter
+
 import pyarrow as pa
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
+from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
 from rlhf.core.schemas import write_table
 from rlhf.core.shards import clear
@@ -34,13 +38,23 @@ def main() -> None:
         )
     write_table("generations", table, args.out)
     clear(work)
-    stop = sum(r == "stop" for r in table.column("finish_reason").to_pylist())
+    reasons = Counter(table.column("finish_reason").to_pylist())
+    stop = reasons["stop"]
+    failed = {k: n for k, n in sorted(reasons.items()) if k.startswith("error")}
     write_json(
         paths.iteration_dir(args.iteration) / "generate.json",
-        {"responses": table.num_rows, "stopped": stop, "seeds": len(params.seeds)},
+        {"responses": table.num_rows, "stopped": stop, "seeds": len(params.seeds)}
+        | ({"failed": failed} if failed else {}),
     )
+    if failed:
+        print(
+            f"{sum(failed.values())} samples failed at the engine (pairs leave them out): {failed}"
+        )
     print(f"{table.num_rows} responses, {stop} ended at the stop token, {t.seconds}s")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:  # found only when used: an engine that fails (backend server)
+        sys.exit(f"error: {e}")

@@ -1,11 +1,13 @@
 """Stage `onpolicy_dpo`: the on-policy offline control. SFT's samples on fresh prompt splits,
 labelled once by the reward model, one DPO run from SFT per seed (rlhf.online.controls)."""
 
+import sys
 from pathlib import Path
 
 from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
+from rlhf.core.config import ConfigError
 from rlhf.core.io import write_json
 from rlhf.core.schemas import write_table
 from rlhf.core.shards import clear
@@ -46,4 +48,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:  # found only when used: an engine that fails (backend server)
+        sys.exit(f"error: {e}")

@@ -399,11 +399,60 @@ class RMEvalConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """A serving engine that samples for backend `server`, over its OpenAI-compatible
+    `/v1/completions`: started by the stage on exactly the model folder it samples from, or, with
+    `endpoint`, a server someone else runs."""
+
+    command: str = "transformers serve {model} --host {host} --port {port} --device cpu"
+    """The engine's start command, run without a shell; {model} (the model folder), {host} and
+    {port} (a free one) are filled in. E.g. `vllm serve {model} --host {host} --port {port}
+    --seed 0` or `python -m sglang.launch_server --model-path {model} --host {host} --port
+    {port}`."""
+    dialect: Literal["transformers", "vllm"] = "transformers"
+    """How the sampling settings OpenAI's API lacks (top-k, the stop token, sampling on) are sent:
+    `transformers` (transformers serve's `generation_config` field; it refuses unknown fields)
+    or `vllm` (vLLM and SGLang: `top_k` and `stop_token_ids` fields)."""
+    host: str = "127.0.0.1"
+    """Address the started engine listens on."""
+    endpoint: str = ""
+    """Base URL of a server someone else runs (e.g. http://10.0.0.5:8000/v1): nothing is
+    started and `model` names what it serves. DVC cannot hash a remote model: the table records
+    the endpoint and the name, and the stage warns. Empty = start `command`."""
+    model: str = ""
+    """The served model's name in endpoint mode (sent as `model`); empty = the model folder's
+    path."""
+    api_key_env: str = ""
+    """Endpoint mode: name of the environment variable holding its API key, sent as
+    `Authorization: Bearer <key>`; empty = no key. The name, never the key."""
+    concurrency: int = bounded(1, ge=1)
+    """Requests in flight at once, count. Every request carries its own seed; vLLM seeds each
+    request on its own, but transformers serve seeds its one process (torch.manual_seed), so
+    only 1 gives it a table that does not depend on timing."""
+    startup_timeout_s: float = bounded(600.0, gt=0.0)
+    """Longest wait for a started engine to answer /health, seconds."""
+    timeout_s: float = bounded(120.0, gt=0.0)
+    """Request timeout, seconds."""
+    retries: int = bounded(3, ge=0)
+    """Retries after a timeout, connection error or 5xx, with doubling back-off."""
+    backoff_s: float = bounded(1.0, ge=0.0)
+    """First retry's wait, seconds (doubled per retry)."""
+    max_failed_share: float = bounded(0.01, ge=0.0, le=1.0)
+    """Largest share of one shard's samples that may fail (HTTP error, unreadable reply) before
+    the stage stops, a fraction. A failed sample is kept with finish_reason `error:<why>` and
+    counted; pairs never use it. An engine that stops answering stops the stage at once
+    (finished shards are kept for the re-run)."""
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """On-policy sampling (paper: n = 8, temperature 1.0, no top-k/top-p)."""
 
-    backend: Literal["hf", "vllm"] = "hf"
-    """Generation backend: batched Hugging Face generate (CPU) or vLLM (GPU, if installed)."""
+    backend: Literal["hf", "vllm", "server"] = "hf"
+    """Generation backend: batched Hugging Face generate (CPU), vLLM in-process (GPU, if
+    installed), or a serving engine over HTTP (`server`)."""
+    server: ServerConfig = field(default_factory=ServerConfig)
+    """The serving engine of backend `server`."""
     n: int = bounded(8, ge=2)
     """Responses per prompt, count."""
     temperature: float = bounded(1.0, gt=0.0)
@@ -549,8 +598,10 @@ class OnPolicyControlConfig:
 class EvaluateConfig:
     """Evaluation on the held-out eval prompts."""
 
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf", "vllm", "server"] = "hf"
     """Generation backend for the evaluated responses (as generate.backend)."""
+    server: ServerConfig = field(default_factory=ServerConfig)
+    """The serving engine of backend `server` (as generate.server)."""
     judge: Literal["gold", "reward_model", "preference_model", "llm"] = "gold"
     """Who judges responses: the world's gold judge (world prompts only); or, for real prompts,
     the trained reward model (a pointwise proxy, not independent of training), the preference

@@ -233,7 +233,8 @@ def map_shards(
     """The one way a stage runs model work in shards: n input rows cut into shards of `size`,
     each fingerprinted by `params`, the bytes of `model_dir`, the source of the `code` modules
     and its `rows(start, stop)`; `load(workers)` builds the model once per worker, on its first
-    shard (a worker with none loads nothing), and `work(model, shard)` makes a shard's table.
+    shard (a worker with none loads nothing; a model with a `close()`, e.g. a serving engine,
+    is closed at the end or on any failure), and `work(model, shard)` makes a shard's table.
     Returns every shard's table in input order, on every worker (see :class:`ShardedRun`)."""
     fixed = digest(params, tree_fingerprint(str(model_dir)), code_fingerprint(code))
     shards = cut(n, size, lambda a, b: digest(fixed, a, b, rows(a, b)))
@@ -245,7 +246,12 @@ def map_shards(
             model.append(load(workers))
         return work(model[0], s)
 
-    return ShardedRun(name, shards, workdir).run(one, workers)
+    try:
+        return ShardedRun(name, shards, workdir).run(one, workers)
+    finally:
+        # A model that holds a process (a serving engine) lets it go, on success or failure.
+        if model and hasattr(model[0], "close"):
+            model[0].close()
 
 
 def clear(workdir: str | Path) -> None:

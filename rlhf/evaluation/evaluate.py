@@ -18,7 +18,8 @@ from rlhf.core.schemas import EVALUATIONS
 from rlhf.core.seeds import seeded
 from rlhf.core.stats import bootstrap_lc_win_rate, bootstrap_mean
 from rlhf.evaluation.judges import pairwise_judge
-from rlhf.online.generation import Sampling, kl_to_reference, sample
+from rlhf.online.engine import EngineFailed
+from rlhf.online.generation import Completion, Sampling, kl_to_reference, sample
 from rlhf.online.scoring import RewardScorer
 from rlhf.world.judge import judge, words
 
@@ -26,6 +27,16 @@ from rlhf.world.judge import judge, words
 EVAL_BATCH = 64
 EVAL_SHARD = 4 * EVAL_BATCH
 PAIRWISE = ("preference_model", "llm")
+
+
+def _no_failed(outs: list[list[Completion]], name: str) -> None:
+    """Every judged sample must exist: a response the engine failed to give (which the generate
+    stage keeps and pairs never use) would be judged here as an empty answer."""
+    failed = sorted(
+        {c.finish_reason for group in outs for c in group if c.finish_reason.startswith("error")}
+    )
+    if failed:
+        raise EngineFailed(f"evaluate {name}: samples failed at the engine ({', '.join(failed)})")
 
 
 def _follow_ups(cfg, policy_dir, rows, outs, s: Sampling, name, workdir) -> list[list[list]]:
@@ -52,8 +63,9 @@ def _follow_ups(cfg, policy_dir, rows, outs, s: Sampling, name, workdir) -> list
         one = Sampling(1, s.temperature, 1.0, 0, s.max_new_tokens, seeded(f"turn_{t + 2}", s.seed))
         got = sample(
             cfg.backend, policy_dir, msgs, one, EVAL_BATCH, EVAL_SHARD, f"{name}-turn_{t + 2}",
-            workdir, desc=f"evaluate {name} turn {t + 2}",
+            workdir, desc=f"evaluate {name} turn {t + 2}", server=cfg.server,
         )  # fmt: skip
+        _no_failed(got, name)
         for (i, k), m, g in zip(todo, msgs, got, strict=True):
             convs[i][k] = m + [{"role": "assistant", "content": g[0].text}]
             answers[i][k].append(g[0].text)
@@ -101,8 +113,9 @@ def evaluate_policy(
     work = workdir or paths.shards(f"evaluate@{name}")
     outs = sample(
         cfg.backend, policy_dir, [r["messages"] for r in rows], s, EVAL_BATCH, EVAL_SHARD,
-        f"{name}-seed_{seed}", work, desc=f"evaluate {name} seed {seed}",
+        f"{name}-seed_{seed}", work, desc=f"evaluate {name} seed {seed}", server=cfg.server,
     )  # fmt: skip
+    _no_failed(outs, name)
     if cfg.judge == "reward_model" and rm_dir is None:
         raise ValueError("evaluate.judge=reward_model needs the reward model (--rm)")
     answers = (

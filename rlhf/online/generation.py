@@ -1,10 +1,16 @@
-"""Sampling backends behind one interface: batched Hugging Face generate (CPU or GPU) and vLLM
-(GPU, when installed). Both render prompts with the policy's own chat template and stop at
-its end-of-turn token."""
+"""Sampling backends behind one interface: batched Hugging Face generate (CPU or GPU), vLLM
+in-process (GPU, when installed) and a serving engine over HTTP (any OpenAI-compatible server:
+transformers serve, vLLM, SGLang). All render prompts with the policy's own chat template and
+stop at its end-of-turn token."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,11 +21,13 @@ import torch
 from tqdm import tqdm
 
 from rlhf.core import paths
-from rlhf.core.config import GenerateConfig
+from rlhf.core.config import ConfigError, GenerateConfig, ServerConfig
+from rlhf.core.http import OK, post_json
 from rlhf.core.schemas import GENERATIONS
 from rlhf.core.seeds import seeded
-from rlhf.core.shards import Shard, length_order, map_shards
-from rlhf.models.checkpoints import load_policy, load_tokenizer, with_bos
+from rlhf.core.shards import Shard, digest, length_order, map_shards
+from rlhf.models.checkpoints import adds_bos, load_policy, load_tokenizer, with_bos
+from rlhf.online.engine import Engine, EngineFailed
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,8 @@ class Sampling:
 class Completion:
     text: str
     n_tokens: int
-    finish_reason: str  # "stop" (end-of-turn token) or "length"
+    finish_reason: str  # "stop" (end-of-turn token), "length", or "error:<why>" (server)
+    engine: str = ""  # what sampled it, when the backend's name does not say (server)
 
 
 class Backend(Protocol):
@@ -176,11 +185,168 @@ class VLLMBackend:
         ]
 
 
-def make_backend(name: str, model_dir: str | Path, batch_prompts: int, device=None) -> Backend:
+class ServerBackend:
+    """Samples from a serving engine's `/v1/completions`, one request per sample, each with its
+    own seed from (sampling seed, prompt, sample index): the samples do not depend on batches,
+    shards, workers or the order requests run in, wherever the engine honours per-request seeds
+    (vLLM does; transformers serve only one request at a time: server.concurrency 1). Prompts
+    are rendered here with the policy's own chat template: the engine applies none.
+
+    A sample whose request failed (an HTTP error, an unreadable reply) is kept with
+    finish_reason `error:<why>` and counted; more than `max_failed_share` of a shard fails the
+    shard. An engine that stops answering (connection refused, or its process gone) raises
+    EngineFailed at once: the stage stops and a re-run resumes from the finished shards."""
+
+    name = "server"
+
+    def __init__(self, cfg: ServerConfig, model_dir: str | Path, log: str | Path):
+        self.cfg = cfg
+        self.tok = load_tokenizer(model_dir)
+        self.engine: Engine | None = None
+        self.headers: dict[str, str] = {}
+        if cfg.endpoint:
+            self.url = cfg.endpoint.rstrip("/")
+            self.model = cfg.model or str(model_dir)
+            # The endpoint and the name, never the key: this lands in the table.
+            self.identity = f"endpoint {self.url} {self.model}"
+            warnings.warn(
+                f"server.endpoint: sampling from {self.url} ({self.model}), a model DVC cannot "
+                "hash: a re-run reproduces this table only if that server still serves the same "
+                "weights",
+                stacklevel=2,
+            )
+            if cfg.api_key_env:
+                key = os.environ.get(cfg.api_key_env, "")
+                if not key:
+                    raise ConfigError(
+                        f"server.api_key_env: the environment variable {cfg.api_key_env} is not "
+                        "set or empty: export it with the endpoint's API key"
+                    )
+                self.headers["Authorization"] = f"Bearer {key}"
+        else:
+            self.engine = Engine(cfg, model_dir, log)
+            self.url, self.model = self.engine.url, self.engine.model
+            self.identity = f"server {self.engine.name}"
+        self._stop = threading.Event()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    def _prompt_text(self, rendered: str) -> str:
+        """What to send so that the engine, which tokenizes with special tokens, reads exactly
+        the ids the HF backend feeds the model: the rendered prompt without its leading BOS."""
+        text = rendered
+        if adds_bos(self.tok) and text.startswith(self.tok.bos_token):
+            text = text[len(self.tok.bos_token) :]
+        want = self.tok(rendered, add_special_tokens=False)["input_ids"]
+        if self.tok(text)["input_ids"] != want:
+            raise ValueError(
+                f"server backend: the engine would tokenize this prompt differently from the "
+                f"policy's chat template: {rendered[:80]!r}"
+            )
+        return text
+
+    def _body(self, prompt: str, s: Sampling, seed: int) -> dict:
+        greedy = s.temperature == 0.0
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "seed": seed,
+        }
+        eos = self.tok.eos_token_id
+        if self.cfg.dialect == "transformers":
+            # transformers serve builds its GenerationConfig from this field alone: `temperature`
+            # does not turn sampling on, and the model's own defaults are not read.
+            gen = {"do_sample": not greedy, "max_new_tokens": s.max_new_tokens}
+            if not greedy:
+                gen |= {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k or None}
+            gen |= {"eos_token_id": eos, "pad_token_id": self.tok.pad_token_id}
+            body["generation_config"] = json.dumps(gen)
+        else:
+            body |= {"top_k": s.top_k if s.top_k > 0 else -1, "stop_token_ids": [eos]}
+        return body
+
+    def _gone(self) -> bool:
+        """Whether to give up at once: another request found the engine gone, or its process
+        has exited (no retry can reach it)."""
+        return self._stop.is_set() or (self.engine is not None and not self.engine.alive())
+
+    def _ask(self, body: dict) -> Completion:
+        reply, outcome = post_json(
+            f"{self.url}/completions",
+            body,
+            lambda r: (
+                r["choices"][0]["text"],
+                r["choices"][0]["finish_reason"],
+                int(r["usage"]["completion_tokens"]),
+            ),  # fmt: skip
+            headers=self.headers,
+            timeout_s=self.cfg.timeout_s,
+            retries=self.cfg.retries,
+            backoff_s=self.cfg.backoff_s,
+            stop=self._gone,
+        )
+        if outcome in ("error:connection", "error:not_asked"):
+            self._stop.set()  # the others in flight give up too
+            if self.engine is None:
+                raise EngineFailed(f"{self.identity} stopped answering at {self.url}")
+            code = self.engine.proc.poll()
+            how = "stopped answering" if code is None else f"stopped (exit code {code})"
+            raise EngineFailed(f"{self.identity} {how}: {self.engine.tail()}")
+        if outcome != OK:
+            return Completion("", 0, outcome, self.identity)
+        text, why, n = reply
+        stopped = why == "stop"
+        # completion_tokens counts the stop token; the HF backend's n_tokens does not.
+        return Completion(text.strip(), max(0, n - stopped), "stop" if stopped else "length",
+                          self.identity)  # fmt: skip
+
+    def generate(self, prompts, s: Sampling, desc="generate", first_batch=0):
+        texts = [self._prompt_text(t) for t in render_prompts(self.tok, prompts)]
+        keys = [digest(p) for p in prompts]
+        jobs = [
+            self._body(t, s, seeded(f"{key}/{k}", s.seed))
+            for t, key in zip(texts, keys, strict=True)
+            for k in range(s.n)
+        ]
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            done = list(
+                tqdm(
+                    pool.map(self._ask, jobs),
+                    total=len(jobs),
+                    desc=desc,
+                    unit="sample",
+                    disable=desc is None,
+                )  # fmt: skip
+            )
+        failed = [c.finish_reason for c in done if c.finish_reason.startswith("error")]
+        if len(failed) > self.cfg.max_failed_share * len(done):
+            raise EngineFailed(
+                f"{self.identity}: {len(failed)} of {len(done)} samples failed "
+                f"({', '.join(sorted(set(failed)))}), more than server.max_failed_share "
+                f"{self.cfg.max_failed_share}"
+            )
+        return [done[i * s.n : (i + 1) * s.n] for i in range(len(prompts))]
+
+
+def make_backend(
+    name: str,
+    model_dir: str | Path,
+    batch_prompts: int,
+    device=None,
+    server: ServerConfig | None = None,
+    log: str | Path = "engine.log",
+) -> Backend:
     if name == "hf":
         return HFBackend(model_dir, batch_prompts, device)
     if name == "vllm":
         return VLLMBackend(model_dir, batch_prompts, device)
+    if name == "server":
+        return ServerBackend(server or ServerConfig(), model_dir, log)
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -195,13 +361,16 @@ def sample(
     workdir: str | Path,
     desc: str = "generate",
     by_length: bool = False,
+    server: ServerConfig | None = None,
 ) -> list[list[Completion]]:
     """n completions per prompt, sampled in shards of `shard_prompts` prompts (a multiple of
     `batch_prompts`) kept under `workdir` until the caller has written its output and cleared
     them: finished shards of an interrupted run are reused, the workers of a multi-process
     launch share the shards, and the result is the same for any shard size and worker count.
     `by_length`: batches of prompts of similar length (the input sorted first, results back in
-    input order)."""
+    input order). `server`: the engine of backend `server` (each worker starts its own, on its
+    first unfinished shard, and stops it when its shards are done or on any failure; its log is
+    `<workdir>/<name>-engine-<pid>.log`)."""
     if shard_prompts % batch_prompts:
         raise ValueError(f"shard_prompts {shard_prompts} cuts batches of {batch_prompts}")
     if by_length:
@@ -210,7 +379,7 @@ def sample(
         order = length_order([len(t) for t in render_prompts(load_tokenizer(policy_dir), msgs)])
         sorted_out = sample(
             backend, policy_dir, [msgs[i] for i in order], s, batch_prompts, shard_prompts,
-            name, workdir, desc, by_length=False,
+            name, workdir, desc, by_length=False, server=server,
         )  # fmt: skip
         out: list[list[Completion]] = [[] for _ in msgs]
         for i, group in zip(order, sorted_out, strict=True):
@@ -230,25 +399,30 @@ def sample(
                 "text": [c.text for group in outs for c in group],
                 "n_tokens": [c.n_tokens for group in outs for c in group],
                 "finish_reason": [c.finish_reason for group in outs for c in group],
+                "engine": [c.engine for group in outs for c in group],
             },
             schema=COMPLETIONS,
         )
 
     tables = map_shards(
         name, workdir, len(msgs), shard_prompts,
-        params=("sample", backend, asdict(s), batch_prompts),
+        params=("sample", backend, asdict(s), batch_prompts)
+        + ((asdict(server or ServerConfig()),) if backend == "server" else ()),
         model_dir=policy_dir,
         code=[__name__],
         rows=lambda a, b: msgs[a:b],
-        load=lambda w: make_backend(backend, policy_dir, batch_prompts, w.device),
+        load=lambda w: make_backend(
+            backend, policy_dir, batch_prompts, w.device, server,
+            Path(workdir) / f"{name}-engine-{os.getpid()}.log",
+        ),
         work=work,
     )  # fmt: skip
     out: list[list[Completion]] = [[] for _ in msgs]
     for t in tables:
-        for i, text, n, why in zip(
+        for i, text, n, why, engine in zip(
             *(t.column(c).to_pylist() for c in COMPLETIONS.names), strict=True
         ):
-            out[i].append(Completion(text, n, why))
+            out[i].append(Completion(text, n, why, engine))
     return out
 
 
@@ -258,6 +432,7 @@ COMPLETIONS = pa.schema(
         ("text", pa.string()),
         ("n_tokens", pa.int64()),
         ("finish_reason", pa.string()),
+        ("engine", pa.string()),
     ]
 )
 
@@ -281,6 +456,7 @@ def generate(
         cfg.backend, policy_dir, msgs, s, cfg.batch_prompts, cfg.shard_prompts,
         f"{iteration}-seed_{replicate}", workdir or paths.shards("generate"),
         desc=f"generate {iteration} seed {replicate}", by_length=cfg.sort_by_length,
+        server=cfg.server,
     )  # fmt: skip
     same = {
         "policy": str(policy_dir),
@@ -303,6 +479,8 @@ def generate(
             "n_tokens": c.n_tokens,
             "finish_reason": c.finish_reason,
             **same,
+            # A server's rows name the engine and its version (or the endpoint and its model).
+            "backend": c.engine or cfg.backend,
         }
         for pid, m, group in zip(pids, msgs, outs, strict=True)
         for k, c in enumerate(group)

@@ -16,11 +16,17 @@ def select_pairs(
     cfg: PairsConfig, iteration: str, scored: pa.Table
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Chosen/rejected per prompt by penalised reward; identical texts, ties and margins below
-    `cfg.min_margin` dropped, each counted."""
+    `cfg.min_margin` dropped, each counted; samples that failed at the engine left out, counted
+    by kind."""
     groups: dict[tuple[int, str], list[dict]] = {}
-    for r in scored.select(
-        ["seed", "prompt_id", "prompt", "response", "penalized_reward", "length", "sample_idx"]
-    ).to_pylist():
+    failed = Counter()
+    cols = ["seed", "prompt_id", "prompt", "response", "penalized_reward", "length", "sample_idx"]
+    has_reason = "finish_reason" in scored.column_names
+    for r in scored.select(cols + ["finish_reason"] * has_reason).to_pylist():
+        # A sample the engine failed to give (server backend) is no response: never a pair.
+        if has_reason and r["finish_reason"].startswith("error"):
+            failed[r["finish_reason"]] += 1
+            continue
         groups.setdefault((r["seed"], r["prompt_id"]), []).append(r)
     pairs, drops = [], Counter()
     rngs: dict[int, random.Random] = {}
@@ -69,4 +75,6 @@ def select_pairs(
         "dropped": dict(sorted(drops.items())),
         "drop_rate": round(sum(drops.values()) / max(1, len(groups)), 4),
     }
+    if failed:
+        report["failed_samples"] = dict(sorted(failed.items()))
     return pa.Table.from_pylist(pairs, schema=PAIRS), report
