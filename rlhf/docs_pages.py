@@ -369,7 +369,6 @@ def real_size_page(root: Path) -> str | None:
         f"| DPO peak RSS: LoRA vs full (a reference copy) | {d['setup']} "
         f"| {d['lora']['peak_rss_gib']:.2f} GiB | {d['full']['peak_rss_gib']:.2f} GiB "
         f"| {d['memory_ratio']:.2f}x | — | — |",
-        f"| generation: serving engine vs in-process HF | — | — | — | — | — | {r['server']} |",
     ]
     head = (
         f"Model: {r['model']}, {r['params'] / 1e6:.0f} M parameters. Machine: {r['machine']}. "
@@ -377,6 +376,31 @@ def real_size_page(root: Path) -> str | None:
         f"{s['max_score_difference']:.1e}.\n\n"
     )
     return head + "\n".join(rows)
+
+
+def engine_page(root: Path) -> str | None:
+    """bench/real_size.py's serving-engine part (bench/results/real_size.json, `server`): the
+    server backend against in-process HF on the same prompts, as a table; None where absent."""
+    f = root / "bench" / "results" / "real_size.json"
+    v = json.loads(f.read_text()).get("server") if f.is_file() else None
+    if not isinstance(v, dict):
+        return None
+    rows = [
+        "| backend | generated tokens/s | vs HF | engine start-up | reproducible |",
+        "|---|---|---|---|---|",
+        f"| `hf`: in-process, batched (the default) | {v['hf']['tok_s']:.0f} | 1.00x | — | yes |",
+    ]
+    for arm, what, same in (
+        ("server_c1", "`server`: transformers serve, concurrency 1", "yes"),
+        ("server_c8_cb", "`server`: transformers serve --continuous-batching, concurrency 8", "no"),
+    ):
+        a = v[arm]
+        rows.append(
+            f"| {what} | {a['tok_s']:.0f} | {v[arm + '_ratio']:.2f}x | {a['startup_s']:.0f} s "
+            f"| {same} |"
+        )
+    machine = v.get("machine") or json.loads(f.read_text())["machine"]
+    return f"{v['setup']}; SmolLM2-135M, fp32, on {machine}.\n\n" + "\n".join(rows)
 
 
 @dataclass(frozen=True)
@@ -410,6 +434,7 @@ BLOCKS = (
     Block("docs/pipeline.md", "figure", figure_page, "README.md's pipeline figure"),
     Block("docs/architecture.md", "every-stage", every_stage_page, "dvc.yaml"),
     Block("docs/scale.md", "real-size", real_size_page, "bench/results/real_size.json"),
+    Block("docs/engines.md", "engine-throughput", engine_page, "bench/results/real_size.json"),
 )
 GENERATED = {b.name for b in BLOCKS}
 
