@@ -28,12 +28,13 @@ def post_json(
     retries: int,
     backoff_s: float,
     stop: Callable[[], bool] | None = None,
+    retry_timeouts: bool = True,
 ) -> tuple[Any, str]:
     """(parse(reply), "ok"), or (None, "error:<why>") once asking again cannot help: the last
     retry failed (`timeout`, `connection`, `http_<code>` for 429 and 5xx), the server refused the
     request itself (`http_<code>` for another 4xx, not retried), the reply is not what `parse`
     reads (`bad_reply`, not retried: a server that answers is up), or `stop()` said to give up
-    before a try (`not_asked`)."""
+    before a try (`not_asked`). `retry_timeouts=False`: a timeout is final at once."""
     data = json.dumps(body).encode()
     head = {"Content-Type": "application/json", **(headers or {})}
     wait, why = backoff_s, "unknown"
@@ -54,6 +55,8 @@ def post_json(
             continue
         except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
             why = "timeout" if "timed out" in str(e) else "connection"
+            if why == "timeout" and not retry_timeouts:
+                break
             continue
         except http.client.HTTPException:
             why = "connection"  # the server hung up mid-reply

@@ -53,20 +53,34 @@ def engine_name(argv: list[str]) -> str:
         return package
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: the kernel sends SIGTERM when the stage's process dies,
-    # even by SIGKILL (no `finally` runs then).
+def _parent_death_signal():
+    """A function for the child to run before exec: the kernel sends it SIGTERM when the stage's
+    process dies, even by SIGKILL (no `finally` runs then). Linux only (None elsewhere). prctl is
+    looked up here, in the parent: the child of a threaded process may not load libraries."""
+    if sys.platform != "linux":
+        return None
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 class Engine:
     """One engine process serving `model_dir` on a free port of `cfg.host`; a context manager.
     Its output goes to `log` (kept when it fails, named in the error)."""
 
-    def __init__(self, cfg: ServerConfig, model_dir: str | Path, log: str | Path):
+    def __init__(
+        self, cfg: ServerConfig, model_dir: str | Path, log: str | Path, gpu: int | None = None
+    ):
         self.port = free_port(cfg.host)
+        self._stopped = False
         # Absolute: the engine's command line names the folder it serves, wherever it runs.
         self.model = os.path.abspath(model_dir)
         fields = {"model": self.model, "host": cfg.host, "port": self.port}
@@ -83,6 +97,8 @@ class Engine:
         # Offline unless the user says otherwise: the engine loads the local folder, and code
         # here never downloads weights by default.
         env = {"HF_HUB_OFFLINE": "1", **os.environ}
+        if gpu is not None:  # one worker's engine on that worker's GPU (not verified: no GPU)
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         with self.log.open("ab") as out:
             try:
                 self.proc = subprocess.Popen(
@@ -92,7 +108,7 @@ class Engine:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,  # its own process group: stop() reaches its children
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    preexec_fn=_parent_death_signal(),
                 )
             except OSError as e:
                 raise EngineFailed(f"server.command: cannot start {self.argv[0]}: {e}") from e
@@ -128,7 +144,11 @@ class Engine:
         return f"log {self.log}" + (": " + " | ".join(last) if last else " (empty)")
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM to the engine's process group, SIGKILL after `grace_s`; waits for it."""
+        """SIGTERM to the engine's process group, SIGKILL after `grace_s`; waits for it. Once:
+        a later call could reach another group that reused the number."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)

@@ -199,7 +199,9 @@ class ServerBackend:
 
     name = "server"
 
-    def __init__(self, cfg: ServerConfig, model_dir: str | Path, log: str | Path):
+    def __init__(
+        self, cfg: ServerConfig, model_dir: str | Path, log: str | Path, gpu: int | None = None
+    ):
         self.cfg = cfg
         self.tok = load_tokenizer(model_dir)
         self.engine: Engine | None = None
@@ -224,10 +226,12 @@ class ServerBackend:
                     )
                 self.headers["Authorization"] = f"Bearer {key}"
         else:
-            self.engine = Engine(cfg, model_dir, log)
+            self.engine = Engine(cfg, model_dir, log, gpu)
             self.url, self.model = self.engine.url, self.engine.model
             self.identity = f"server {self.engine.name}"
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._failed = self._jobs = 0
 
     def close(self) -> None:
         if self.engine is not None:
@@ -259,11 +263,12 @@ class ServerBackend:
         }
         eos = self.tok.eos_token_id
         if self.cfg.dialect == "transformers":
-            # transformers serve builds its GenerationConfig from this field alone: `temperature`
-            # does not turn sampling on, and the model's own defaults are not read.
+            # transformers serve builds its GenerationConfig from this field: `temperature`
+            # alone does not turn sampling on, and a field left unset falls back to the model's
+            # generation config and then to the library's defaults (top_k 50): set every one.
             gen = {"do_sample": not greedy, "max_new_tokens": s.max_new_tokens}
             if not greedy:
-                gen |= {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k or None}
+                gen |= {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
             gen |= {"eos_token_id": eos, "pad_token_id": self.tok.pad_token_id}
             body["generation_config"] = json.dumps(gen)
         else:
@@ -289,7 +294,16 @@ class ServerBackend:
             retries=self.cfg.retries,
             backoff_s=self.cfg.backoff_s,
             stop=self._gone,
+            # transformers serve cannot cancel a request given up on: it goes on sampling and
+            # moves the process-wide seed under the retry. Stop instead (the shards stay).
+            retry_timeouts=self.cfg.dialect != "transformers",
         )
+        if outcome == "error:timeout" and self.cfg.dialect == "transformers":
+            self._stop.set()
+            raise EngineFailed(
+                f"{self.identity}: no reply in {self.cfg.timeout_s:g} s (server.timeout_s); a "
+                "retry would not be reproducible with this engine, so the stage stops"
+            )
         if outcome in ("error:connection", "error:not_asked"):
             self._stop.set()  # the others in flight give up too
             if self.engine is None:
@@ -298,6 +312,16 @@ class ServerBackend:
             how = "stopped answering" if code is None else f"stopped (exit code {code})"
             raise EngineFailed(f"{self.identity} {how}: {self.engine.tail()}")
         if outcome != OK:
+            with self._lock:
+                self._failed += 1
+                over = self._failed > self.cfg.max_failed_share * self._jobs
+            if over:  # at once: a broken engine must not take a whole shard's timeouts first
+                self._stop.set()
+                raise EngineFailed(
+                    f"{self.identity}: {self._failed} of {self._jobs} samples failed (the "
+                    f"last: {outcome}), more than server.max_failed_share "
+                    f"{self.cfg.max_failed_share}"
+                )
             return Completion("", 0, outcome, self.identity)
         text, why, n = reply
         stopped = why == "stop"
@@ -313,6 +337,7 @@ class ServerBackend:
             for t, key in zip(texts, keys, strict=True)
             for k in range(s.n)
         ]
+        self._failed, self._jobs = 0, len(jobs)  # the cap counts per call (one shard)
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             done = list(
                 tqdm(
@@ -322,13 +347,6 @@ class ServerBackend:
                     unit="sample",
                     disable=desc is None,
                 )  # fmt: skip
-            )
-        failed = [c.finish_reason for c in done if c.finish_reason.startswith("error")]
-        if len(failed) > self.cfg.max_failed_share * len(done):
-            raise EngineFailed(
-                f"{self.identity}: {len(failed)} of {len(done)} samples failed "
-                f"({', '.join(sorted(set(failed)))}), more than server.max_failed_share "
-                f"{self.cfg.max_failed_share}"
             )
         return [done[i * s.n : (i + 1) * s.n] for i in range(len(prompts))]
 
@@ -340,13 +358,14 @@ def make_backend(
     device=None,
     server: ServerConfig | None = None,
     log: str | Path = "engine.log",
+    gpu: int | None = None,
 ) -> Backend:
     if name == "hf":
         return HFBackend(model_dir, batch_prompts, device)
     if name == "vllm":
         return VLLMBackend(model_dir, batch_prompts, device)
     if name == "server":
-        return ServerBackend(server or ServerConfig(), model_dir, log)
+        return ServerBackend(server or ServerConfig(), model_dir, log, gpu)
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -413,7 +432,7 @@ def sample(
         rows=lambda a, b: msgs[a:b],
         load=lambda w: make_backend(
             backend, policy_dir, batch_prompts, w.device, server,
-            Path(workdir) / f"{name}-engine-{os.getpid()}.log",
+            Path(workdir) / f"{name}-engine-{os.getpid()}.log", _own_gpu(w),
         ),
         work=work,
     )  # fmt: skip
@@ -424,6 +443,14 @@ def sample(
         ):
             out[i].append(Completion(text, n, why, engine))
     return out
+
+
+def _own_gpu(w) -> int | None:
+    """The GPU a worker's engine may use when several workers share a machine (each its own);
+    None for one worker, whose engine uses every GPU it is given (e.g. --data-parallel-size)."""
+    if w.count > 1 and w.device.type == "cuda":
+        return w.device.index
+    return None
 
 
 COMPLETIONS = pa.schema(

@@ -185,6 +185,13 @@ def score(
     return _with_rewards(cfg, gens, combine(per_member, k), rm_dir)
 
 
+def _failed(gens: pa.Table) -> list[bool]:
+    """Per row, whether the engine failed to give the sample (server backend)."""
+    if "finish_reason" not in gens.column_names:
+        return [False] * len(gens)
+    return [r.startswith("error") for r in gens.column("finish_reason").to_pylist()]
+
+
 def _pm_rewards(cfg: ScoreConfig, pm_dir, gens: pa.Table, name: str, workdir) -> np.ndarray:
     """Round-robin scores of the preference model, per (seed, prompt) group, in row order."""
     from rlhf.models.preference import PreferenceModel
@@ -194,9 +201,11 @@ def _pm_rewards(cfg: ScoreConfig, pm_dir, gens: pa.Table, name: str, workdir) ->
     keys = list(
         zip(gens.column("seed").to_pylist(), gens.column("prompt_id").to_pylist(), strict=True)
     )
+    failed = _failed(gens)
     members: dict[tuple, list[int]] = {}
     for i, key in enumerate(keys):
-        members.setdefault(key, []).append(i)
+        if not failed[i]:  # a sample the engine failed to give is no contestant (score NaN)
+            members.setdefault(key, []).append(i)
     groups = list(members.values())
     prompts = gens.column("prompt").to_pylist()
     responses = gens.column("response").to_pylist()
@@ -219,7 +228,7 @@ def _pm_rewards(cfg: ScoreConfig, pm_dir, gens: pa.Table, name: str, workdir) ->
         load=lambda w: PreferenceModel(pm_dir, cfg.batch_size, w.device),
         work=work,
     )  # fmt: skip
-    out = np.zeros(len(keys), dtype=np.float64)
+    out = np.full(len(keys), np.nan)
     if groups:
         out[np.concatenate(groups)] = np.concatenate([t.column("score").to_numpy() for t in tables])
     return out

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlhf.core.config import GenerateConfig, PairsConfig, ServerConfig
+from rlhf.core.config import EvaluateConfig, GenerateConfig, PairsConfig, ServerConfig
 from rlhf.core.schemas import read_table
+from rlhf.evaluation.evaluate import evaluate_policy
 from rlhf.online.engine import Engine, EngineFailed
 from rlhf.online.generation import generate
 from rlhf.online.pairs import select_pairs
@@ -108,10 +109,11 @@ def test_pipeline_samples_from_a_real_engine_and_survives_kills(project, tmp_pat
     # Other shards and batches: the same samples (each request's seed is its prompt's and
     # sample's own), after the engine is killed mid-stage: the stage stops with one line and
     # keeps its shards; the re-run resumes from them.
-    set_params(root, {"generate": {"batch_prompts": 4, "shard_prompts": 4}})
+    set_params(root, {"generate": {"batch_prompts": 2, "shard_prompts": 2}})
     shards = root / ".rlhf/shards" / STAGE
     proc = start_dvc(root, "repro", "-s", STAGE)
     wait_until(lambda: list(shards.rglob("shard-*.json")) and engines(root), 300, "no shard")
+    assert proc.poll() is None, "the stage ended before its engine could be killed"
     for pid in engines(root):
         os.kill(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
@@ -199,6 +201,18 @@ def test_a_bad_reply_is_counted_and_left_out_of_pairs(project, tmp_path):
             proxy.count, strict = 0, replace(server, max_failed_share=0.0)
             with pytest.raises(EngineFailed, match="1 of 8 samples failed"):
                 generate(replace(cfg, server=strict), "iter_1", sft, prompts, 0, tmp_path / "b")
+
+            # The evaluation samples from the engine too, and never judges a failed sample.
+            lenient = replace(server, max_failed_share=0.5)  # the evaluation's own check
+            ev = EvaluateConfig(backend="server", server=lenient, max_new_tokens=8)
+            held_out = read_split(project / "data/prompts/prompts.parquet", "eval").slice(0, 2)
+            proxy.count, proxy.bad = 0, 0
+            table = evaluate_policy(ev, "sft", sft, held_out, 0, workdir=tmp_path / "c")
+            assert table.num_rows == 2 * ev.samples_per_prompt
+            assert all(0.0 <= g <= 1.0 for g in table.column("gold").to_pylist())
+            proxy.count, proxy.bad = 0, 1
+            with pytest.raises(EngineFailed, match="samples failed at the engine"):
+                evaluate_policy(ev, "sft", sft, held_out, 0, workdir=tmp_path / "d")
         finally:
             proxy.shutdown()
     assert not engine.alive()
@@ -236,11 +250,38 @@ def test_an_engine_dies_with_the_process_that_started_it(tmp_path):
     )  # fmt: skip
     try:
         assert stage.stdout.readline().strip() == "up"
-        assert engines(tmp_path)
+        engine = [pid for pid in engines(tmp_path) if pid != stage.pid]
+        assert engine
         stage.kill()
         stage.wait()
-        wait_until(lambda: not engines(tmp_path), 30, "the engine outlived its stage")
+        wait_until(lambda: not set(engine) & set(engines(tmp_path)), 30, "the engine outlived it")
     finally:
         stage.kill()
         for pid in engines(tmp_path):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_timeout_under_transformers_serve_stops_at_once(project, tmp_path):
+    """transformers serve cannot cancel a request given up on: a retry would not be
+    reproducible there, so the first timeout stops the stage (its shards stay)."""
+
+    class Silent(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(3)
+
+        def log_message(self, *a):
+            pass
+
+    silent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    threading.Thread(target=silent.serve_forever, daemon=True).start()
+    prompts = read_split(project / "data/prompts/prompts.parquet", "train_1").slice(0, 2)
+    try:
+        url = f"http://127.0.0.1:{silent.server_address[1]}/v1"
+        server = ServerConfig(endpoint=url, timeout_s=0.5, retries=3, backoff_s=1.0)
+        cfg = GenerateConfig(backend="server", server=server, n=2, max_new_tokens=8)
+        t = time.monotonic()
+        with pytest.warns(UserWarning), pytest.raises(EngineFailed, match="no reply in 0.5 s"):
+            generate(cfg, "iter_1", project / "models/sft", prompts, 0, tmp_path)
+        assert time.monotonic() - t < 1.5 + 3  # one timeout, no back-off, no retry
+    finally:
+        silent.shutdown()
