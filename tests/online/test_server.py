@@ -1,9 +1,9 @@
 """generate.backend: server against a real engine on 127.0.0.1 (`transformers serve`, from the
 dev set's `transformers[serving]`): a small `dvc repro` whose samples come from the engine runs
-score -> pairs -> DPO -> evaluation; an engine killed mid-stage stops the stage with one line,
-and the re-run resumes from the finished shards and writes the very table the uninterrupted run
-wrote (with other shard and batch sizes); the stage's process killed leaves no engine behind;
-a bad reply is counted, not crashed on, and pairs leave it out."""
+score -> pairs -> DPO -> evaluation, after an engine killed mid-stage stopped the stage with
+one line and the re-run resumed from the finished shards; the samples do not depend on shard
+or batch sizes; the stage's process killed leaves no engine behind; a bad reply is counted,
+not crashed on, and pairs leave it out."""
 
 import hashlib
 import http.server
@@ -89,29 +89,14 @@ def test_pipeline_samples_from_a_real_engine_and_survives_kills(project, tmp_pat
     root = tmp_path / "run"
     shutil.copytree(project, root, symlinks=True)
     before = md5(root / GENERATIONS)
-    # One replicate: an engine start per generate run (~7 s here), not two.
-    set_params(root, {"generate": {"backend": "server", "n": 2}, "seeds": [0]})
+    # One replicate: an engine start per generate run, not two. Small shards: many to kill among.
+    server = {"backend": "server", "n": 2, "batch_prompts": 2, "shard_prompts": 2}
+    set_params(root, {"generate": server, "seeds": [0]})
 
-    # The engine samples; score, pairs, DPO and the evaluation run on its table.
-    r = run_dvc(root, "repro", "evaluate@iter_1")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    ran = set(re.findall(r"Running stage '([\w@-]+)'", r.stdout))
-    assert {STAGE, "score@iter_1", "pairs@iter_1", "dpo@iter_1", "evaluate@iter_1"} <= ran
-    gens = read_table("generations", root / GENERATIONS)
-    assert set(gens.column("backend").to_pylist()) == {f"server transformers {_version()}"}
-    assert set(gens.column("finish_reason").to_pylist()) <= {"stop", "length"}
-    assert gens.num_rows == 40 * 2  # prompts x n
-    assert md5(root / GENERATIONS) != before
-    assert json.loads((root / "reports/eval/iter_1.json").read_text())
-    assert not engines(root)
-    clean = md5(root / GENERATIONS)
-
-    # Other shards and batches: the same samples (each request's seed is its prompt's and
-    # sample's own), after the engine is killed mid-stage: the stage stops with one line and
-    # keeps its shards; the re-run resumes from them.
-    set_params(root, {"generate": {"batch_prompts": 2, "shard_prompts": 2}})
+    # The engine killed mid-stage: the stage stops with one line, keeps its shards, and leaves
+    # no output and no engine behind.
     shards = root / ".rlhf/shards" / STAGE
-    proc = start_dvc(root, "repro", "-s", STAGE)
+    proc = start_dvc(root, "repro", "evaluate@iter_1")
     wait_until(lambda: list(shards.rglob("shard-*.json")) and engines(root), 300, "no shard")
     assert proc.poll() is None, "the stage ended before its engine could be killed"
     for pid in engines(root):
@@ -123,11 +108,20 @@ def test_pipeline_samples_from_a_real_engine_and_survives_kills(project, tmp_pat
     assert not (root / GENERATIONS).exists() and not engines(root)
     finished = len(list(shards.rglob("shard-*.json")))
 
-    again = run_dvc(root, "repro", "-s", STAGE)
-    assert again.returncode == 0, again.stderr[-3000:]
-    reused = re.findall(r"reusing (\d+) of (\d+) finished shards", again.stdout)
+    # The re-run resumes from the finished shards with a fresh engine; score, pairs, DPO and
+    # the evaluation then run on the engine's table.
+    r = run_dvc(root, "repro", "evaluate@iter_1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    reused = re.findall(r"reusing (\d+) of (\d+) finished shards", r.stdout)
     assert sum(int(n) for n, _ in reused) == finished > 0
-    assert md5(root / GENERATIONS) == clean
+    ran = set(re.findall(r"Running stage '([\w@-]+)'", r.stdout))
+    assert {STAGE, "score@iter_1", "pairs@iter_1", "dpo@iter_1", "evaluate@iter_1"} <= ran
+    gens = read_table("generations", root / GENERATIONS)
+    assert set(gens.column("backend").to_pylist()) == {f"server transformers {_version()}"}
+    assert set(gens.column("finish_reason").to_pylist()) <= {"stop", "length"}
+    assert gens.num_rows == 40 * 2  # prompts x n
+    assert md5(root / GENERATIONS) != before
+    assert json.loads((root / "reports/eval/iter_1.json").read_text())
     assert not engines(root)
 
 
@@ -185,6 +179,14 @@ def test_a_bad_reply_is_counted_and_left_out_of_pairs(project, tmp_path):
         try:
             server = ServerConfig(endpoint=proxy.url, model=str(sft), max_failed_share=0.2)
             cfg = GenerateConfig(backend="server", server=server, n=2, max_new_tokens=8)
+            # Each request's seed is its prompt's and sample's own: other shard and batch sizes
+            # give the very same table (transformers serve, one request at a time).
+            proxy.bad = 0
+            with pytest.warns(UserWarning):
+                one = generate(cfg, "iter_1", sft, prompts, 0, tmp_path / "one")
+                small = replace(cfg, batch_prompts=1, shard_prompts=1)
+                assert generate(small, "iter_1", sft, prompts, 0, tmp_path / "small").equals(one)
+            proxy.count, proxy.bad = 0, 3
             with pytest.warns(UserWarning, match="DVC cannot hash"):
                 gens = generate(cfg, "iter_1", sft, prompts, 0, tmp_path / "a")
             reasons = gens.column("finish_reason").to_pylist()
