@@ -382,7 +382,8 @@ def engine_page(root: Path) -> str | None:
     """bench/real_size.py's serving-engine part (bench/results/real_size.json, `server`): the
     server backend against in-process HF on the same prompts, as a table; None where absent."""
     f = root / "bench" / "results" / "real_size.json"
-    v = json.loads(f.read_text()).get("server") if f.is_file() else None
+    r = json.loads(f.read_text()) if f.is_file() else {}
+    v = r.get("server")
     if not isinstance(v, dict):
         return None
     rows = [
@@ -399,7 +400,7 @@ def engine_page(root: Path) -> str | None:
             f"| {what} | {a['tok_s']:.0f} | {v[arm + '_ratio']:.2f}x | {a['startup_s']:.0f} s "
             f"| {same} |"
         )
-    machine = v.get("machine") or json.loads(f.read_text())["machine"]
+    machine = v.get("machine") or r["machine"]
     return f"{v['setup']}; SmolLM2-135M, fp32, on {machine}.\n\n" + "\n".join(rows)
 
 
