@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,22 @@ from collections.abc import Callable
 from typing import Any
 
 OK = "ok"
+
+
+def bearer(env: str, setting: str, error: type[Exception] = ValueError) -> dict[str, str]:
+    """The `Authorization` header for the API key in environment variable `env` (none where `env`
+    is empty). The key is read here and sent only: never in params, identities or logs. An unset
+    or empty variable raises `error` (callers pass ConfigError: core does not import config)
+    naming the `setting` that asked for it."""
+    if not env:
+        return {}
+    key = os.environ.get(env, "")
+    if not key:
+        raise error(
+            f"{setting}: the environment variable {env} is not set or empty: export it with the "
+            "endpoint's API key"
+        )
+    return {"Authorization": f"Bearer {key}"}
 
 
 def post_json(

@@ -9,7 +9,6 @@ server this project talks to)."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.core.config import ConfigError, LLMJudgeConfig
-from rlhf.core.http import post_json
+from rlhf.core.http import bearer, post_json
 from rlhf.core.shards import digest, tree_fingerprint
 from rlhf.models.preference import Comparison, PreferenceModel, context_text
 
@@ -91,15 +90,10 @@ class HTTPBackend:
         # The key is not part of the identity: it does not change a verdict, and the identity
         # is hashed into the cache's keys.
         self.identity = f"http:{cfg.endpoint}:{cfg.api_model}:{cfg.max_new_tokens}"
-        self.headers = {"Content-Type": "application/json"}
-        if cfg.api_key_env:
-            key = os.environ.get(cfg.api_key_env, "")
-            if not key:
-                raise ConfigError(
-                    f"evaluate.llm.api_key_env: the environment variable {cfg.api_key_env} is "
-                    "not set or empty: export it with the endpoint's API key"
-                )
-            self.headers["Authorization"] = f"Bearer {key}"
+        self.headers = {
+            "Content-Type": "application/json",
+            **bearer(cfg.api_key_env, "evaluate.llm.api_key_env", ConfigError),
+        }
         # Set by the first 401/403: no request starts after it (the key is wrong for all).
         self.refused: int | None = None
         self._stop = threading.Event()

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from rlhf.core import paths
 from rlhf.core.config import ConfigError, GenerateConfig, ServerConfig
-from rlhf.core.http import OK, post_json
+from rlhf.core.http import OK, bearer, post_json
 from rlhf.core.schemas import GENERATIONS
 from rlhf.core.seeds import seeded
 from rlhf.core.shards import Shard, digest, length_order, map_shards
@@ -217,14 +217,7 @@ class ServerBackend:
                 "weights",
                 stacklevel=2,
             )
-            if cfg.api_key_env:
-                key = os.environ.get(cfg.api_key_env, "")
-                if not key:
-                    raise ConfigError(
-                        f"server.api_key_env: the environment variable {cfg.api_key_env} is not "
-                        "set or empty: export it with the endpoint's API key"
-                    )
-                self.headers["Authorization"] = f"Bearer {key}"
+            self.headers.update(bearer(cfg.api_key_env, "server.api_key_env", ConfigError))
         else:
             self.engine = Engine(cfg, model_dir, log, gpu)
             self.url, self.model = self.engine.url, self.engine.model
