@@ -89,6 +89,13 @@ DEMONSTRATIONS = pa.schema(
     metadata={"doc": "SFT conversations ending in an assistant turn of mixed quality."},
 )
 
+
+def failed_sample(finish_reason: str) -> bool:
+    """Whether a generation row is a sample the engine failed to give (`error:<why>`, server
+    backend): kept in the table and counted, never paired, scored into a ranking or judged."""
+    return finish_reason.startswith("error")
+
+
 GENERATIONS = pa.schema(
     [
         _f("iteration", pa.string()),

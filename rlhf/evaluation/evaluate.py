@@ -14,7 +14,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from rlhf.core import paths
 from rlhf.core.config import EvaluateConfig
-from rlhf.core.schemas import EVALUATIONS
+from rlhf.core.schemas import EVALUATIONS, failed_sample
 from rlhf.core.seeds import seeded
 from rlhf.core.stats import bootstrap_lc_win_rate, bootstrap_mean
 from rlhf.evaluation.judges import pairwise_judge
@@ -32,9 +32,7 @@ PAIRWISE = ("preference_model", "llm")
 def _no_failed(outs: list[list[Completion]], name: str) -> None:
     """Every judged sample must exist: a response the engine failed to give (which the generate
     stage keeps and pairs never use) would be judged here as an empty answer."""
-    failed = sorted(
-        {c.finish_reason for group in outs for c in group if c.finish_reason.startswith("error")}
-    )
+    failed = sorted({c.finish_reason for g in outs for c in g if failed_sample(c.finish_reason)})
     if failed:
         raise EngineFailed(f"evaluate {name}: samples failed at the engine ({', '.join(failed)})")
 

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from rlhf.core.config import PairsConfig
-from rlhf.core.schemas import PAIRS
+from rlhf.core.schemas import PAIRS, failed_sample
 
 
 def select_pairs(
@@ -24,7 +24,7 @@ def select_pairs(
     has_reason = "finish_reason" in scored.column_names
     for r in scored.select(cols + ["finish_reason"] * has_reason).to_pylist():
         # A sample the engine failed to give (server backend) is no response: never a pair.
-        if has_reason and r["finish_reason"].startswith("error"):
+        if has_reason and failed_sample(r["finish_reason"]):
             failed[r["finish_reason"]] += 1
             continue
         groups.setdefault((r["seed"], r["prompt_id"]), []).append(r)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from rlhf.core import paths
 from rlhf.core.config import ScoreConfig
-from rlhf.core.schemas import SCORED
+from rlhf.core.schemas import SCORED, failed_sample
 from rlhf.core.shards import Shard, length_order, map_shards
 from rlhf.models.checkpoints import (
     load_reward_model,
@@ -189,7 +189,7 @@ def _failed(gens: pa.Table) -> list[bool]:
     """Per row, whether the engine failed to give the sample (server backend)."""
     if "finish_reason" not in gens.column_names:
         return [False] * len(gens)
-    return [r.startswith("error") for r in gens.column("finish_reason").to_pylist()]
+    return [failed_sample(r) for r in gens.column("finish_reason").to_pylist()]
 
 
 def _pm_rewards(cfg: ScoreConfig, pm_dir, gens: pa.Table, name: str, workdir) -> np.ndarray:
