@@ -27,12 +27,11 @@ from rlhf.core.io import write_json
 
 # name -> (params changed, what it tests). The paper's defaults are the baseline.
 ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
-    # lambda is in the RM's units per character. This RM's rewards have a standard deviation
-    # of ~1.8 over responses of ~65 characters: the paper's 0.001 shifts them by ~0.07, too
-    # little to change a choice; 0.02 shortened the RM's chosen responses by ~3 words (measured).
-    "length_penalty": (
-        {"score.length_penalty": 0.02},
-        "reward minus 0.02 per character (the paper's recipe at this RM's scale)",
+    # The default scores with the paper's length penalty (0.02 per character at this RM's
+    # scale, params.yaml); this is the loop without it.
+    "no_length_penalty": (
+        {"score.length_penalty": 0.0},
+        "no length penalty: the RM's raw reward picks chosen and rejected",
     ),
     "reference_previous": ({"dpo.reference": "previous"}, "DPO reference = previous policy"),
     "history_accumulated": ({"dpo.history": "accumulated"}, "train on all pairs so far"),
@@ -61,16 +60,17 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     # words against 17.8 for rejected, instead of 17.9 vs 19.2), then the same with the
     # length penalty: whether the RM learns the bias, and whether the penalty undoes it.
     "verbose_annotators": (
-        {"world.verbosity_bias": 0.03, "world.sizes.ultrafeedback": 8100},
-        "the AI rater's verbosity bias 0.03 per word (not 0.012) on 8100 prompts (not 2700)",
-    ),
-    "verbose_annotators_length_penalty": (
         {
             "world.verbosity_bias": 0.03,
             "world.sizes.ultrafeedback": 8100,
-            "score.length_penalty": 0.02,
+            "score.length_penalty": 0.0,
         },
-        "verbose_annotators with the length penalty (0.02 per character)",
+        "the AI rater's verbosity bias 0.03 per word (not 0.012) on 8100 prompts (not 2700), "
+        "no length penalty",
+    ),
+    "verbose_annotators_length_penalty": (
+        {"world.verbosity_bias": 0.03, "world.sizes.ultrafeedback": 8100},
+        "verbose_annotators with the default length penalty (0.02 per character)",
     ),
     # The paper's ideal (section 1.2): the online oracle, here the world's human-like annotator
     # with its noise (rlhf/world/annotator.py), ranks each iteration's samples instead of the

@@ -84,7 +84,10 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
     lp = [a for a in data.ablations if set(_changes(a)) == {"score.length_penalty"}]
     base = [a for a in data.ablations if a.get("ablation") == ablations_lib.BASELINE]
     if lp and base:
-        a, b = lp[0]["final"], base[0]["final"]
+        # Whichever of the two runs has the penalty: the ablation adds it, or (the default
+        # since the penalty is on) takes it away.
+        pen, plain = (lp[0], base[0]) if _penalised(lp[0]) else (base[0], lp[0])
+        a, b = pen["final"], plain["final"]
         shorter = a["mean_length_words"]["hi"] < b["mean_length_words"]["lo"]
         higher_lc = a["lc_win_rate_vs_sft"]["mean"] > b["lc_win_rate_vs_sft"]["mean"]
         claims.append(
@@ -94,7 +97,7 @@ def check_claims(data: ReportData, params: Params) -> list[Claim]:
                 f"length {a['mean_length_words']['mean']:.1f} vs {b['mean_length_words']['mean']:.1f} "
                 f"words; LC win-rate {a['lc_win_rate_vs_sft']['mean']:.3f} vs "
                 f"{b['lc_win_rate_vs_sft']['mean']:.3f}",
-                _why_penalty(data, lp[0], base[0]),
+                _why_penalty(data, pen, plain),
             )
         )
     else:
@@ -177,6 +180,12 @@ def replicate_runs(data: ReportData) -> list[dict[str, Any]]:
 def _changes(run: dict[str, Any]) -> dict[str, Any]:
     """The params a collected ablation run changes ({} for the baseline)."""
     return ablations_lib.ABLATIONS.get(run.get("ablation", ""), ({}, ""))[0]
+
+
+def _penalised(run: dict[str, Any]) -> bool:
+    """Whether a collected run scored with a length penalty: its own change, else the default."""
+    default = Params().score.length_penalty
+    return _changes(run).get("score.length_penalty", default) > 0
 
 
 def _ablations_changing(data: ReportData, key: str) -> list[dict[str, Any]]:
@@ -315,7 +324,7 @@ def _verbose(data: ReportData, with_penalty: bool) -> dict[str, Any] | None:
     changed), with or without the length penalty."""
     for a in data.ablations:
         keys = set(_changes(a))
-        if "world.verbosity_bias" in keys and ("score.length_penalty" in keys) == with_penalty:
+        if "world.verbosity_bias" in keys and _penalised(a) == with_penalty:
             return a
     return None
 

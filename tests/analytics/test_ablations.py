@@ -50,13 +50,13 @@ def test_a_key_params_yaml_leaves_at_its_default_is_added_with_a_plus(tmp_path):
 
 
 def test_commands_name_the_experiment_and_set_only_its_params():
-    c = command("length_penalty")
-    assert c[:6] == ["dvc", "exp", "run", "--temp", "-n", "abl-length_penalty"]
-    assert c[6:] == ["-S", "score.length_penalty=0.02"]
+    c = command("no_length_penalty")
+    assert c[:6] == ["dvc", "exp", "run", "--temp", "-n", "abl-no_length_penalty"]
+    assert c[6:] == ["-S", "score.length_penalty=0.0"]
     assert command("n_2", {"seeds": [0]})[6:] == ["-S", "generate.n=2", "-S", "seeds=[0]"]
     # The six ablations are all there.
     assert {
-        "length_penalty",
+        "no_length_penalty",
         "reference_previous",
         "history_accumulated",
         "n_2",
@@ -92,26 +92,26 @@ def test_collect_reads_baseline_and_experiments_from_git(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
     params = _params(seeds=[0, 1])
     rm = {"accuracy": 0.7, "length_reward_corr_rm": 0.2, "length_reward_corr_gold": -0.1, "n": 5}
-    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.02}), 0.61, 9.0, rm)
+    exp = _commit(tmp_path, _params(seeds=[0, 1], **{"score.length_penalty": 0.0}), 0.61, 9.0, rm)
     # DVC keeps each experiment as a commit under refs/exps/<baseline>/<name>.
     subprocess.run(
-        ["git", "update-ref", "refs/exps/ab/cdef/abl-length_penalty", exp],
+        ["git", "update-ref", "refs/exps/ab/cdef/abl-no_length_penalty", exp],
         cwd=tmp_path,
         check=True,
         env=ENV,
     )
     _commit(tmp_path, params, 0.58, 12.0)  # the baseline, in the working tree
     runs = {r["ablation"]: r for r in collect(tmp_path)[0]}
-    assert set(runs) == {"baseline", "length_penalty"}
+    assert set(runs) == {"baseline", "no_length_penalty"}
     assert runs["baseline"]["final"]["mean_length_words"]["mean"] == 12.0
-    assert runs["length_penalty"]["final"]["mean_length_words"]["mean"] == 9.0
-    assert runs["length_penalty"]["rev"] == "refs/exps/ab/cdef/abl-length_penalty"
-    assert runs["length_penalty"]["change"] == "score.length_penalty=0.02"
-    assert runs["length_penalty"]["seeds"] == 2
+    assert runs["no_length_penalty"]["final"]["mean_length_words"]["mean"] == 9.0
+    assert runs["no_length_penalty"]["rev"] == "refs/exps/ab/cdef/abl-no_length_penalty"
+    assert runs["no_length_penalty"]["change"] == "score.length_penalty=0.0"
+    assert runs["no_length_penalty"]["seeds"] == 2
     # The run's own RM: its Table 2 accuracy and length preference beside gold's, nothing more.
-    assert runs["length_penalty"]["rm_eval"] == {k: rm[k] for k in rm if k != "n"}
+    assert runs["no_length_penalty"]["rm_eval"] == {k: rm[k] for k in rm if k != "n"}
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
-    assert [r["ablation"] for r in saved["runs"]] == ["baseline", "length_penalty"]
+    assert [r["ablation"] for r in saved["runs"]] == ["baseline", "no_length_penalty"]
     assert saved["stale"] == []
 
 
@@ -143,7 +143,7 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
     # n_2 was run before the SFT lr was changed: comparing it would mix two experiments.
     _exp(tmp_path, "n_2", _params(**{"generate.n": 2, "sft.train.lr": 3e-3}))
-    _exp(tmp_path, "length_penalty", _params(**{"score.length_penalty": 0.02}))
+    _exp(tmp_path, "no_length_penalty", _params(**{"score.length_penalty": 0.0}))
     # A run from before a setting existed compares equal on it: the default fills it in.
     old = _params(**{"pairs.selection": "max_random"})
     del old["evaluate"]["judge"]
@@ -151,7 +151,7 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
     _commit(tmp_path, _params(), 0.58, 12.0)
     runs, stale = collect(tmp_path)
     runs = [r["ablation"] for r in runs]
-    assert runs == ["baseline", "length_penalty", "best_random"]
+    assert runs == ["baseline", "no_length_penalty", "best_random"]
     saved = json.loads((tmp_path / "reports/ablations.json").read_text())
     assert saved["stale"] == [
         {

@@ -34,11 +34,11 @@ def test_the_code_defaults_are_the_committed_params():
 
 
 def test_a_section_given_in_part_keeps_its_own_defaults():
-    # dpo.train's defaults are DPO's (batch 16, 4 micro-batches), not TrainConfig's class
+    # dpo.train's defaults are DPO's (batch 64, 4 micro-batches), not TrainConfig's class
     # defaults: overriding its learning rate alone leaves the rest as the section had it.
     p = parse_params({"dpo": {"train": {"lr": 1e-4}}})
     assert p.dpo.train == dataclasses.replace(config.Params().dpo.train, lr=1e-4)
-    assert p.dpo.train.batch_size == 16 and p.dpo.train.micro_batches == 4
+    assert p.dpo.train.batch_size == 64 and p.dpo.train.micro_batches == 4
     assert p.dpo.beta == config.Params().dpo.beta
     assert parse_params({"sft": {"train": {"epochs": 1}}}).sft.train.micro_batches == 4
 
