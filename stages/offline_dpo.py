@@ -1,5 +1,5 @@
-"""Stage `offline_dpo`: the vanilla DPO baseline, from SFT on pairs of the offline mix, with the
-online DPO settings and as many pairs as one iteration's prompt slice; one model per seed."""
+"""Stage `offline_dpo`: the vanilla DPO baseline, from SFT on pairs of the offline mix (params:
+offline_dpo: how many, how many passes), with the online DPO settings; one model per seed."""
 
 from _common import Timer, params_or_exit, parser
 

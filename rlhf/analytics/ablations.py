@@ -39,10 +39,12 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "dpo_lr_2x": ({"dpo.train.lr": 1e-4}, "DPO learning rate 1e-4 instead of 5e-5"),
     # The paper's loop: no round is stopped by its KL to SFT (rlhf/online/kl_budget.py).
     "no_kl_budget": ({"dpo.kl_budget": []}, "no KL budget per DPO round (the paper's loop)"),
-    # The offline baseline with more of the mix: as many pairs as all three iterations (and the
-    # on-policy control) together, then 10x one iteration (the paper's offline DPO sees its
-    # whole offline set; the full 29 K-pair mix costs ~20 min here).
-    "offline_pairs_900": ({"offline_dpo.n_pairs": 900}, "offline DPO on 900 mix pairs"),
+    # The offline baseline's pair budget (params.yaml says why 6000 x 1 epoch): one iteration's
+    # pairs with the loop's DPO settings, and half the default.
+    "offline_pairs_one_iteration": (
+        {"offline_dpo.n_pairs": 0, "offline_dpo.epochs": 0.0},
+        "offline DPO on one iteration's worth of mix pairs, with the loop's epochs",
+    ),
     "offline_pairs_3000": ({"offline_dpo.n_pairs": 3000}, "offline DPO on 3000 mix pairs"),
     "n_2": ({"generate.n": 2}, "2 samples per prompt instead of 8"),
     "temperature_0.7": ({"generate.temperature": 0.7}, "sampling temperature 0.7"),

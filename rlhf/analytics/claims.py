@@ -204,17 +204,19 @@ def _why_offline(
             f"{pol[iters[-1]]['kl_to_sft']:.2f}: pairs written by other model families barely "
             "change the policy's own samples"
         )
-    n_default = params.offline_dpo.n_pairs or params.prompts.slice_size
-    more = []
+    def n(a_pairs: int) -> int:
+        return a_pairs or params.prompts.slice_size
+
+    others = []
     runs = _ablations_changing(data, "offline_dpo.n_pairs")
-    for a in sorted(runs, key=lambda a: _changes(a)["offline_dpo.n_pairs"]):
+    for a in sorted(runs, key=lambda a: n(_changes(a)["offline_dpo.n_pairs"])):
         wr = a.get("policies", {}).get("offline_dpo", {}).get("win_rate_vs_sft")
         if isinstance(wr, dict):
-            more.append(f"{_changes(a)['offline_dpo.n_pairs']} pairs {fmt_iv(wr)}")
-    if more:
+            others.append(f"{n(_changes(a)['offline_dpo.n_pairs'])} pairs {fmt_iv(wr)}")
+    if others:
         parts.append(
-            f"with more of the mix than the default {n_default} pairs (ablations), offline "
-            "DPO's win-rate vs SFT is " + ", ".join(more)
+            f"with other pair budgets than the default {n(params.offline_dpo.n_pairs)} "
+            "(ablations), offline DPO's win-rate vs SFT is " + ", ".join(others)
         )
     return "; ".join(parts) or None
 

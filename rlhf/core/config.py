@@ -577,8 +577,10 @@ class DPOStageConfig:
 class OfflineDPOConfig:
     """Vanilla DPO baseline: from SFT on the offline preference mix."""
 
-    n_pairs: int = bounded(0, ge=0)
+    n_pairs: int = bounded(6000, ge=0)
     """Pairs sampled from the mix, count; 0 = as many as one iteration's pairs budget."""
+    epochs: float = bounded(1.0, ge=0.0)
+    """Passes over those pairs; 0 = dpo.train.epochs."""
     seed: int = 0
     """Sampling and training seed."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -247,12 +248,13 @@ def run_offline_dpo(
         model, ref = lora_policy(dpo_cfg, sft_dir, sft_dir)
     else:
         model, ref = load_policy(sft_dir), load_policy(sft_dir)
+    train_cfg = replace(dpo_cfg.train, epochs=cfg.epochs) if cfg.epochs else dpo_cfg.train
     model, summary = train.dpo(
         model,
         ref,
         tok,
         ds,
-        dpo_cfg.train,
+        train_cfg,
         dpo_cfg.beta,
         seeded(f"offline_dpo/seed_{replicate}", cfg.seed),
         curves=curves,

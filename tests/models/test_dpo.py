@@ -63,3 +63,36 @@ def test_dpo_changes_weights_and_widens_the_margin_on_its_pairs(grouped):
     assert changed > len(before_w) // 2
     assert after > before + 1.0, (before, after)
     assert summary["steps"] == 12
+
+
+def test_offline_dpo_trains_its_own_epochs_on_its_pair_budget(tmp_path):
+    import pyarrow as pa
+
+    from rlhf.core.config import DPOStageConfig, OfflineDPOConfig
+    from rlhf.models.checkpoints import save_model
+    from rlhf.models.policy import run_offline_dpo
+
+    tok = train_tokenizer([t for triple in PAIRS for t in triple], 320)
+    save_model(tiny_llama(tok, 32, 2, 2, 128, seed=0), tok, tmp_path / "sft")
+    prefs = pa.Table.from_pylist(
+        [
+            {
+                "chosen": [{"role": "user", "content": p}, {"role": "assistant", "content": c}],
+                "rejected": [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+            }
+            for p, c, r in PAIRS
+        ]
+    )
+    dpo_cfg = DPOStageConfig(
+        train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=4, logging_steps=1, max_length=64)
+    )
+
+    def steps(epochs: float, n_pairs: int) -> dict:
+        cfg = OfflineDPOConfig(n_pairs=n_pairs, epochs=epochs)
+        out = tmp_path / f"off_{epochs}_{n_pairs}"
+        return run_offline_dpo(cfg, dpo_cfg, n_pairs, tmp_path / "sft", prefs, out, 0)
+
+    # 8 of the 16 pairs, batches of 4: one pass is 2 steps; 0 epochs means the loop's 2.
+    assert (steps(1.0, 8)["steps"], steps(1.0, 8)["pairs"]) == (2, 8)
+    assert steps(0.0, 8)["steps"] == 4
+    assert steps(1.0, 16)["steps"] == 4

@@ -38,8 +38,8 @@ def test_accumulated_history_trains_on_earlier_pairs_first():
     assert [m[0]["content"] for m in acc["prompt"].to_pylist()] == ["q1", "q2"]
 
 
-def test_offline_budget_defaults_to_one_iteration_of_pairs():
-    assert offline_pair_budget(params(prompts={"slice_size": 40})) == 40
+def test_offline_budget_of_zero_pairs_is_one_iteration_of_pairs():
+    assert offline_pair_budget(params(prompts={"slice_size": 40}, offline_dpo={"n_pairs": 0})) == 40
     assert offline_pair_budget(params(prompts={"slice_size": 40}, offline_dpo={"n_pairs": 7})) == 7
 
 
