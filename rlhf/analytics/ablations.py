@@ -290,11 +290,26 @@ def collect(
             stale.append({"ablation": run["ablation"], "rev": run["rev"], "reason": why})
         else:
             runs.append(run)
-    write_json(
-        out or root / paths.ABLATIONS,
-        {"params_fingerprint": fingerprint(current_params), "runs": runs, "stale": stale},
-    )
+    save(out or root / paths.ABLATIONS, current_params, runs, stale)
     return runs, stale
+
+
+def save(path: Path, params: Params, runs: list[dict], stale: list[dict]) -> None:
+    """Write collected runs with what :func:`load` checks them against: the fingerprint and
+    the params' settings in full."""
+    write_json(
+        path,
+        {
+            "params_fingerprint": fingerprint(params),
+            "settings": _json_safe(settings(params)),
+            "runs": runs,
+            "stale": stale,
+        },
+    )
+
+
+def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=str))
 
 
 def load(root: Path, params: Params, path: Path | None = None) -> tuple[list[dict], str | None]:
@@ -303,11 +318,20 @@ def load(root: Path, params: Params, path: Path | None = None) -> tuple[list[dic
     if not f.exists():
         return [], "not collected yet: run `rlhf ablations run` and then `dvc repro report`"
     saved = json.loads(f.read_text())
-    if saved.get("params_fingerprint") != fingerprint(params):
+    if saved.get("params_fingerprint") != fingerprint(params) or "settings" not in saved:
         return [], (
             f"{f.name} was collected for other params than this params.yaml (a profile switch "
-            "or an edit since) or by code of an older numerics epoch: re-run the ablations, "
-            "then `rlhf ablations collect`"
+            "or an edit since) or by older code (another numerics epoch, no settings): re-run "
+            "the ablations, then `rlhf ablations collect`"
+        )
+    # The fingerprint hashes only what differs from the defaults, so a changed default leaves
+    # it alone; the settings written out in full show it.
+    theirs, now = saved["settings"], _json_safe(settings(params))
+    moved = sorted(k for k in now.keys() & theirs.keys() if theirs[k] != now[k])
+    if moved:
+        return [], (
+            f"{f.name} was collected when {', '.join(moved[:5])} had other values (a default "
+            "changed since): re-run the ablations, then `rlhf ablations collect`"
         )
     return saved.get("runs", []), None
 

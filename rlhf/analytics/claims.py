@@ -204,6 +204,7 @@ def _why_offline(
             f"{pol[iters[-1]]['kl_to_sft']:.2f}: pairs written by other model families barely "
             "change the policy's own samples"
         )
+
     def n(a_pairs: int) -> int:
         return a_pairs or params.prompts.slice_size
 

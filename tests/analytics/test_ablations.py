@@ -197,7 +197,17 @@ def test_the_report_uses_ablations_only_for_the_params_they_were_collected_for(t
         assert load(tmp_path, here)[0] == []
     finally:
         ablations_module.NUMERICS -= 1
-    # A file from before fingerprints existed is not trusted either.
+    # Nor ablations collected before a default changed: the fingerprint, which hashes only
+    # what differs from the defaults, is the same, but the settings written out are not.
+    f = tmp_path / "reports/ablations.json"
+    saved = json.loads(f.read_text())
+    saved["settings"]["offline_dpo.n_pairs"] += 1
+    f.write_text(json.dumps(saved))
+    runs, note = load(tmp_path, here)
+    assert runs == [] and "when offline_dpo.n_pairs had other values" in note
+    # A file from before fingerprints or full settings existed is not trusted either.
+    f.write_text(json.dumps({k: v for k, v in saved.items() if k != "settings"}))
+    assert load(tmp_path, here)[0] == []
     f = tmp_path / "reports/ablations.json"
     f.write_text(json.dumps({"runs": json.loads(f.read_text())["runs"]}))
     assert load(tmp_path, here)[0] == []

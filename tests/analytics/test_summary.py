@@ -42,11 +42,9 @@ def project(tmp_path, offline_wr, iter_wr):
 
 def write_collected(tmp_path, params, runs):
     """reports/ablations.json as `rlhf ablations collect` writes it for `params`."""
-    from rlhf.analytics.ablations import fingerprint
+    from rlhf.analytics.ablations import save
 
-    (tmp_path / paths.ABLATIONS).write_text(
-        json.dumps({"params_fingerprint": fingerprint(params), "runs": runs, "stale": []})
-    )
+    save(tmp_path / paths.ABLATIONS, params, runs, [])
 
 
 def test_claims_hold_when_intervals_separate(tmp_path):
