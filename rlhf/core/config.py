@@ -614,8 +614,8 @@ class EvaluateConfig:
     """The LLM-as-judge (rm_eval's `llm` signal and evaluate.judge=llm)."""
     temperature: float = bounded(0.7, ge=0.0)
     """Sampling temperature of the evaluated responses; 0 = greedy."""
-    samples_per_prompt: int = bounded(2, ge=1)
-    """Responses per eval prompt, count."""
+    samples_per_prompt: int = bounded(8, ge=1)
+    """Responses per eval prompt, count (8: the intervals are mostly this sampling's noise)."""
     max_new_tokens: int = bounded(48, ge=1)
     """Longest response, tokens."""
     seed: int = 0
