@@ -67,22 +67,45 @@ def _unread(counts: dict[str, int]) -> int:
     return counts.get("malformed", 0) + sum(v for k, v in counts.items() if k.startswith("error:"))
 
 
+NO_VERDICT = "not measured: no verdict read"
+"""Table 2's cell for a signal that read none of its verdicts: every one a tie by rule, its
+0.500 would read as a chance-level judge, which nobody measured."""
+
+
+def _read_none(counts: dict[str, int]) -> bool:
+    """Whether a signal's every verdict went unread (counts from reports/rm_eval.json)."""
+    return counts.get("verdicts", 0) > 0 and _unread(counts) >= counts["verdicts"]
+
+
+def _unread_reasons(counts: dict[str, int]) -> str:
+    reasons = {k: v for k, v in counts.items() if k == "malformed" or k.startswith("error:")}
+    return ", ".join(f"`{k}` {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+
+
 def table2_markdown(rm: dict[str, Any]) -> str:
     """The paper's Table 2 from reports/rm_eval.json: each signal's accuracy against gold per
     section, with its position and length bias; then a user's benchmark file, per subset."""
     sig = rm["signals"]
     sections = sorted({k for v in sig.values() for k in v["accuracy_by_section"]})
-    rows, bias = [], []
+    rows, bias, unmeasured = [], [], []
     for name, v in sorted(sig.items(), key=lambda kv: list(SIGNAL_NAMES).index(kv[0])):
-        row = {"signal": SIGNAL_NAMES.get(name, name), "all": _iv(v["accuracy"])}
-        row.update({sec: _iv(v["accuracy_by_section"].get(sec)) for sec in sections})
-        rows.append(row)
         counts = v.get("counts") or {}
+        label = SIGNAL_NAMES.get(name, name)
+        blind = _read_none(counts)
+        if blind:
+            unmeasured.append(
+                f"{label} read none of its {counts['verdicts']} verdicts ({_unread_reasons(counts)})"
+            )
+        row = {"signal": label, "all": NO_VERDICT if blind else _iv(v["accuracy"])}
+        row.update(
+            {sec: "" if blind else _iv(v["accuracy_by_section"].get(sec)) for sec in sections}
+        )
+        rows.append(row)
         bias.append(
             {
-                "signal": SIGNAL_NAMES.get(name, name),
-                "one": _iv(v["accuracy_one_order"]),
-                "first": v["first_position_rate"],
+                "signal": label,
+                "one": NO_VERDICT if blind else _iv(v["accuracy_one_order"]),
+                "first": "" if blind else v["first_position_rate"],
                 "len": v["length_corr"],
                 "gold": v["length_corr_gold"],
                 "unread": f"{_unread(counts)} of {counts.get('verdicts', '?')}" if counts else "",
@@ -95,6 +118,11 @@ def table2_markdown(rm: dict[str, Any]) -> str:
         f"or an unreadable verdict counts half. {rm.get('confidence', 0.95):.0%} intervals resample "
         "prompts.\n\n"
         + _md_table(rows, [("signal", "signal"), ("all", "all"), *[(c, c) for c in sections]])
+        + "".join(
+            f"\n\n{u}: its accuracy is not measured here, not chance-level; a local judge "
+            "needs a context that holds the judge prompt and both answers."
+            for u in unmeasured
+        )
         + "\n\nBiases. *One order*: accuracy from the order shown first alone (before averaging). "
         "*First-position rate*: share of one-order verdicts that pick the response shown first "
         "(0.5 = no position bias). *Length r*: mean per-prompt Pearson r between a response's "

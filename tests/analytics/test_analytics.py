@@ -267,3 +267,40 @@ def test_onpolicy_diagnostics_of_a_hand_built_run(loop_project):
     assert it2["rm_accuracy"] == 0.5 and it2["gold_pairs"] == 2
     assert (it2["gold_chosen"], it2["gold_rejected"]) == pytest.approx((0.65, 0.8))
     assert it2["gold_best_of_n"] == pytest.approx(0.9)
+
+
+def _signal(acc: float, counts: dict[str, int] | None) -> dict:
+    iv = {"mean": acc, "lo": acc - 0.01, "hi": acc + 0.01}
+    out = {
+        "accuracy": iv,
+        "accuracy_by_section": {"chat": iv},
+        "accuracy_one_order": iv,
+        "first_position_rate": 0.5,
+        "length_corr": None,
+        "length_corr_gold": -0.1,
+        "length_prompts": 5,
+    }
+    return out | ({"counts": counts} if counts is not None else {})
+
+
+def test_table2_says_a_judge_that_read_no_verdict_was_not_measured():
+    from rlhf.analytics.render import NO_VERDICT, table2_markdown
+
+    rm = {
+        "heldout_pairs": 10,
+        "signals": {
+            "reward_model": _signal(0.791, None),
+            "preference_model": _signal(0.612, {"verdicts": 20, "malformed": 3}),
+            "llm": _signal(0.5, {"verdicts": 20, "error:too_long": 18, "malformed": 2}),
+        },
+    }
+    lines = {
+        ln.split(" | ")[0]: ln for ln in table2_markdown(rm).splitlines() if ln.startswith("| ")
+    }
+    # Every verdict unread: the ties-by-rule 0.500 is not shown as an accuracy, and why is said.
+    assert NO_VERDICT in lines["| LLM-as-judge"] and "0.500" not in lines["| LLM-as-judge"]
+    text = table2_markdown(rm)
+    assert "LLM-as-judge read none of its 20 verdicts (`error:too_long` 18, `malformed` 2)" in text
+    # Some verdicts read: the measured accuracy stays, with its unread count.
+    assert "0.612 [0.602, 0.622]" in lines["| pairwise preference model"]
+    assert "0.791 [0.781, 0.801]" in lines["| Bradley-Terry reward model"]
