@@ -63,8 +63,13 @@ def _iv(d: dict[str, float] | None) -> str:
     return "" if not d else f"{d['mean']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
 
 
+def _unread_by_reason(counts: dict[str, int]) -> dict[str, int]:
+    """The unread verdicts of a signal's counts, by reason: malformed replies and `error:*`."""
+    return {k: v for k, v in counts.items() if k == "malformed" or k.startswith("error:")}
+
+
 def _unread(counts: dict[str, int]) -> int:
-    return counts.get("malformed", 0) + sum(v for k, v in counts.items() if k.startswith("error:"))
+    return sum(_unread_by_reason(counts).values())
 
 
 NO_VERDICT = "not measured: no verdict read"
@@ -78,8 +83,8 @@ def _read_none(counts: dict[str, int]) -> bool:
 
 
 def _unread_reasons(counts: dict[str, int]) -> str:
-    reasons = {k: v for k, v in counts.items() if k == "malformed" or k.startswith("error:")}
-    return ", ".join(f"`{k}` {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    reasons = sorted(_unread_by_reason(counts).items(), key=lambda kv: -kv[1])
+    return ", ".join(f"`{k}` {v}" for k, v in reasons)
 
 
 def table2_markdown(rm: dict[str, Any]) -> str:
