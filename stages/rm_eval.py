@@ -18,18 +18,31 @@ def main() -> None:
     p.add_argument("--rm", default=str(paths.REWARD_MODEL))
     p.add_argument("--pm", default=str(paths.PREFERENCE_MODEL))
     p.add_argument("--prompts", default=str(paths.PROMPTS))
+    p.add_argument(
+        "--gold",
+        default=str(paths.SCORED_GOLD),
+        help="gold scores of the iterations' samples: the members' on-policy accuracy",
+    )
     p.add_argument("--out", default=str(paths.RM_EVAL))
     args = p.parse_args()
     params = params_or_exit(args.params)
     # After the params: the process is pinned before torch loads (_common).
+    from rlhf.core.schemas import read_table
     from rlhf.evaluation.judges import pairwise_judge
-    from rlhf.evaluation.rm_eval import benchmark, rm_eval
+    from rlhf.evaluation.rm_eval import benchmark, onpolicy_members, rm_eval
 
     cfg, llm = params.rm_eval, params.evaluate.llm
     with Timer("rm_eval"):
         if params.evaluate.judge == "gold":
             prompts = read_split(args.prompts, "eval")
             metrics = rm_eval(cfg, args.rm, prompts, args.pm, llm)
+            scored = {
+                k: read_table("scored", paths.iteration_dir(k) / "scored.parquet")
+                for k in params.iterations
+            }
+            members = onpolicy_members(args.rm, scored, read_table("scored_gold", args.gold))
+            if members:
+                metrics["onpolicy_members"] = members
         else:
             metrics = {
                 "status": "not measured",

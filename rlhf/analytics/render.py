@@ -524,8 +524,45 @@ def _onpolicy(data: ReportData) -> tuple[str, str | None] | None:
         "to its accuracy on held-out pairs written by the offline sources' model families. "
         "Then the gold and proxy reward of the pairs the loop trained on, and the gold of "
         "the best of n had gold picked it: the gap to the chosen column is what the RM's "
-        "errors cost.\n\n" + _md_table(rows, cols),
+        "errors cost.\n\n" + _md_table(rows, cols) + _onpolicy_members(data),
         None,
+    )
+
+
+def _onpolicy_members(data: ReportData) -> str:
+    """An ensemble RM's members one by one on the same samples (rm_eval's `onpolicy_members`)."""
+    per_iteration = (data.rm_eval or {}).get("onpolicy_members") or {}
+    if not per_iteration:
+        return ""
+    n = max(len(m["member_accuracy"]) for m in per_iteration.values())
+    rows = [
+        {
+            "iteration": it,
+            **{f"m{i}": a for i, a in enumerate(m["member_accuracy"])},
+            "ensemble": m["accuracy"],
+            "gold_pairs": m["gold_pairs"],
+        }
+        for it, m in per_iteration.items()
+    ]
+    heldout = (data.rm_eval or {}).get("member_accuracy", [])
+    rows.append(
+        {
+            "iteration": "held-out pairs",
+            **{f"m{i}": a for i, a in enumerate(heldout)},
+            "ensemble": (data.rm_eval or {}).get("accuracy"),
+        }
+    )
+    seed = next(iter(per_iteration.values()))["seed"]
+    cols = [
+        ("iteration", "samples of"),
+        *[(f"m{i}", f"member {i} alone") for i in range(n)],
+        ("ensemble", "the ensemble"),
+        ("gold_pairs", "gold-untied sample pairs"),
+    ]
+    return (
+        f"\n\nThe ensemble's members one by one on DPO seed {seed}'s samples (the same count, "
+        "length penalty included), then on the held-out pairs: what averaging adds.\n\n"
+        + _md_table(rows, cols)
     )
 
 

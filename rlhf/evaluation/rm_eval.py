@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,69 @@ def rm_eval(
         "confidence": cfg.confidence,
         **({"benchmark": bench} if bench is not None else {}),
     }
+
+
+def onpolicy_members(rm_dir: str | Path, scored: dict[str, pa.Table], gold: pa.Table) -> dict:
+    """An ensemble's members one by one, then the ensemble, on the loop's own samples: per
+    iteration, how often each orders two of one prompt's n samples as the gold judge does (every
+    pair gold does not tie; a tie of the score left out), with the run's length penalty: the
+    report's on-policy accuracy (rlhf.analytics.views.ONPOLICY_SQL) per member. Only the first
+    DPO seed's samples, to keep the cost at one scoring pass of an iteration. {} for one RM:
+    the report's on-policy diagnostics already give its accuracy."""
+    scorer = RewardScorer(rm_dir)
+    if len(scorer.models) < 2:
+        return {}
+    golds = {
+        (r["iteration"], r["seed"], r["prompt_id"], r["sample_idx"]): r["gold"]
+        for r in gold.select(["iteration", "seed", "prompt_id", "sample_idx", "gold"]).to_pylist()
+    }
+    out: dict[str, Any] = {}
+    for it, t in scored.items():
+        seed = min(t.column("seed").to_pylist())
+        rows = [
+            r
+            for r in t.to_pylist()
+            if r["seed"] == seed and (it, seed, r["prompt_id"], r["sample_idx"]) in golds
+        ]
+        members = scorer.score_members(
+            [r["prompt"] for r in rows], [r["response"] for r in rows], desc=f"rm_eval {it}"
+        )
+        penalty = np.array([r["length_penalty"] * r["length"] for r in rows])
+        proxy = np.vstack([members, scorer.combine(members)]) - penalty
+        g = np.array([golds[(it, seed, r["prompt_id"], r["sample_idx"])] for r in rows])
+        acc, n = group_accuracy(proxy, g, [r["prompt_id"] for r in rows])
+        out[it] = {
+            "seed": seed,
+            "gold_pairs": n,
+            "member_accuracy": [_round(x) for x in acc[:-1]],
+            "accuracy": _round(acc[-1]),
+        }
+    return out
+
+
+def group_accuracy(
+    scores: np.ndarray, gold: np.ndarray, groups: list
+) -> tuple[list[float | None], int]:
+    """For each row of `scores` (scorers x responses): over every pair of responses of one group
+    that gold does not tie, the share the scorer orders as gold does, its own ties left out
+    (None if it ties them all); and the number of such pairs."""
+    by_group: dict[Any, list[int]] = {}
+    for i, key in enumerate(groups):
+        by_group.setdefault(key, []).append(i)
+    pairs = [
+        (i, j) for ix in by_group.values() for i, j in combinations(ix, 2) if gold[i] != gold[j]
+    ]
+    a, b = np.array(pairs, dtype=int).reshape(-1, 2).T
+    acc = []
+    for s in scores:
+        untied = s[a] != s[b]
+        right = (s[a] > s[b]) == (gold[a] > gold[b])
+        acc.append(float(right[untied].mean()) if untied.any() else None)
+    return acc, len(pairs)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def _graded(p_a: np.ndarray, a_better: np.ndarray) -> np.ndarray:

@@ -254,6 +254,12 @@ def test_rm_beats_chance_against_the_gold_judge(project):
     # Each of the ensemble's members is evaluated alone too.
     assert len(m["member_accuracy"]) == SMALL_LOOP["reward_model"]["ensemble"]
     assert all(0.0 <= a <= 1.0 for a in m["member_accuracy"])
+    # ... and on the loop's own samples (the first DPO seed's), beside the ensemble, in the report.
+    on = m["onpolicy_members"]["iter_1"]
+    assert on["seed"] == 0 and on["gold_pairs"] > 0
+    assert len(on["member_accuracy"]) == SMALL_LOOP["reward_model"]["ensemble"]
+    assert all(0.0 <= a <= 1.0 for a in [*on["member_accuracy"], on["accuracy"]])
+    assert "member 1 alone" in (project / "reports/report.md").read_text()
 
 
 def test_adding_an_iteration_runs_only_that_iteration(project):
@@ -266,10 +272,11 @@ def test_adding_an_iteration_runs_only_that_iteration(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     r = run_dvc(project, "repro")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    # Its five stages, and the report that summarises every iteration.
+    # Its five stages, and what summarises every iteration: the gold scores, the RM's members
+    # on each iteration's samples (rm_eval) and the report.
     assert ran_stages(r.stdout) == {
         f"{s}@iter_2" for s in ("generate", "score", "pairs", "dpo", "evaluate")
-    } | {"gold", "report"}, r.stdout
+    } | {"gold", "rm_eval", "report"}, r.stdout
 
 
 def test_a_reader_edit_reruns_mix_and_not_prompts(project):
