@@ -95,12 +95,11 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"sft.seed": 2, "reward_model.seed": 2},
         "whole-pipeline replicate: SFT and RM trained with seed 2",
     ),
-    # The same replicate with an ensemble of three reward models (seeds 2, 1002, 2002):
-    # whether averaging the RMs' seed noise rescues the replicate whose single RM ordered
-    # iter_3's samples 0.62 right.
-    "replicate_sft_rm_seed_2_ensemble_3": (
-        {"sft.seed": 2, "reward_model.seed": 2, "reward_model.ensemble": 3},
-        "replicate seed 2 with an ensemble of 3 RMs (mean score)",
+    # The paper's labeller: one reward model (of 2 epochs, the default before the ensemble of
+    # three 1-epoch members), all else equal.
+    "single_reward_model": (
+        {"reward_model.ensemble": 1, "reward_model.train.epochs": 2.0},
+        "one reward model of 2 epochs instead of the mean of 3 of 1 epoch",
     ),
 }
 ORACLE = "oracle_annotator"

@@ -38,15 +38,15 @@ ENV = {
 def test_a_key_params_yaml_leaves_at_its_default_is_added_with_a_plus(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text("sft: {seed: 0}\nreward_model: {seed: 0}\n")
-    c = command("replicate_sft_rm_seed_2_ensemble_3", params_file=f)
+    c = command("single_reward_model", params_file=f)
     assert c[6:] == [
         "-S",
-        "sft.seed=2",
+        "+reward_model.ensemble=1",  # DVC refuses -S on a key the file does not have
         "-S",
-        "reward_model.seed=2",
-        "-S",
-        "+reward_model.ensemble=3",  # DVC refuses -S on a key the file does not have
+        "+reward_model.train.epochs=2.0",
     ]
+    f.write_text("reward_model: {seed: 0, ensemble: 3}\n")
+    assert command("single_reward_model", params_file=f)[6:8] == ["-S", "reward_model.ensemble=1"]
 
 
 def test_commands_name_the_experiment_and_set_only_its_params():

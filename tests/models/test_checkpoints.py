@@ -131,6 +131,7 @@ def test_reward_model_trains_from_its_own_checkpoint_and_scores_with_its_own_tem
     prefs = _one_pair_mix()
     cfg = RewardModelConfig(
         model_path=str(rm_base),
+        ensemble=1,  # one RM: its own start is what is tested
         train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1),
     )
     summary = run_reward_model(cfg, policy_dir, prefs, tmp_path / "rm")
@@ -232,6 +233,7 @@ def test_reward_model_with_its_own_wider_base_is_pretrained_then_learns_the_pair
     fast = TrainConfig(epochs=1.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1)
     cfg = RewardModelConfig(
         base=RMBaseConfig(hidden_size=48, layers=2, heads=2, train=fast),
+        ensemble=1,  # one RM: its own base is what is tested
         train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=8, max_length=64, logging_steps=1),
     )
     summary = run_reward_model(cfg, policy_dir, prefs, tmp_path / "rm", demos)

@@ -110,7 +110,7 @@ def test_lora_sft_and_reward_model_train_adapters_and_save_plain_models(sft, tmp
 
     from rlhf.core.config import RewardModelConfig
 
-    rm_cfg = RewardModelConfig(train=cfg)
+    rm_cfg = RewardModelConfig(ensemble=1, train=cfg)  # one RM: the adapter is what is tested
     prefs = pa.Table.from_pylist(
         [
             {
