@@ -257,6 +257,28 @@ def _why_no_growth(
             "the RM's accuracy on each iteration's own samples "
             + ", ".join(f"{acc[p]:.3f}" for p in iters)
         )
+    # The same loop with the world's annotator as the labeller: whether the loop can grow the
+    # gain when its labeller is right (then the proxy RM is what holds it back).
+    oracle = next((a for a in data.ablations if a["ablation"] == ablations_lib.ORACLE), None)
+    gains = [(oracle or {}).get("policies", {}).get(p, {}).get("gold_gain_vs_sft") for p in iters]
+    if oracle and all(gains):
+        first, last = gains[0], gains[-1]
+        parts.append(
+            "ranked by the world's annotator instead of the RM (the oracle control, the same KL "
+            f"budget) the gain goes {iters[0]} {first['mean']:+.3f} [{first['lo']:+.3f}, "
+            f"{first['hi']:+.3f}] -> {iters[-1]} {last['mean']:+.3f} [{last['lo']:+.3f}, "
+            f"{last['hi']:+.3f}]"
+            + (
+                ", intervals apart: the loop grows the gain when its labeller is right"
+                if first["hi"] < last["lo"]
+                else ""
+            )
+            + (
+                f"; this run keeps {ours / last['mean']:.0%} of the oracle loop's {iters[-1]} gain"
+                if (ours := pol[iters[-1]].get("gold_gain_vs_sft")) is not None and last["mean"] > 0
+                else ""
+            )
+        )
     peak = max(points, key=lambda t: t[2])
     further = [t for t in points if t[1] > peak[1] and t[0] != peak[0]]
     if further:

@@ -120,6 +120,27 @@ def test_failing_claims_say_why_from_the_runs_own_diagnostics(tmp_path):
     assert "peaks at 0.20 nats (iter_1, +0.060)" in growth.why and "iter_2 0.90 nats" in growth.why
     md = (tmp_path / paths.REPORT_MD).read_text()
     assert f"*Why:* {growth.why}." in md
+    assert "oracle control" not in growth.why  # none collected
+    # With the oracle control collected: whether the loop grows the gain with a right labeller.
+    oracle = {
+        "ablation": "oracle_annotator",
+        "change": "score.ranker=annotator",
+        "seeds": 1,
+        "final_iteration": "iter_2",
+        "final": metrics(0.5, 0.7, 10.0),
+        "policies": {
+            "iter_1": {"gold_gain_vs_sft": iv(0.02, 0.01)},
+            "iter_2": {"gold_gain_vs_sft": iv(0.09, 0.01)},
+        },
+    }
+    write_collected(tmp_path, parse_params(raw), [oracle])
+    why = next(
+        c.why
+        for c in build_report(parse_params(raw), tmp_path).claims
+        if c.text.startswith("The gold gain over SFT grows")
+    )
+    assert "the oracle control" in why and "iter_1 +0.020 [+0.010, +0.030] -> iter_2 +0.090" in why
+    assert "intervals apart" in why and "this run keeps 56% of the oracle loop" in why
     # A claim that holds carries no explanation in the report.
     held = next(line for line in md.splitlines() if line.startswith("- **HOLDS**"))
     assert "*Why:*" not in held
