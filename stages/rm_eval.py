@@ -1,7 +1,7 @@
 """Stage `rm_eval`: the paper's Table 2 — the Bradley-Terry reward model, the pairwise
 preference model and the LLM-as-judge against the gold judge per section, with their length
 and position bias; every signal also on a RewardBench-style file when rm_eval.benchmark names
-one."""
+one. An ensemble RM's members also one by one on each iteration's own samples."""
 
 import sys
 
@@ -30,17 +30,19 @@ def main() -> None:
     from rlhf.core.schemas import read_table
     from rlhf.evaluation.judges import pairwise_judge
     from rlhf.evaluation.rm_eval import benchmark, onpolicy_members, rm_eval
+    from rlhf.online.scoring import RewardScorer
 
     cfg, llm = params.rm_eval, params.evaluate.llm
     with Timer("rm_eval"):
         if params.evaluate.judge == "gold":
             prompts = read_split(args.prompts, "eval")
-            metrics = rm_eval(cfg, args.rm, prompts, args.pm, llm)
+            scorer = RewardScorer(args.rm)  # loaded once for Table 2 and the members
+            metrics = rm_eval(cfg, args.rm, prompts, args.pm, llm, scorer)
             scored = {
                 k: read_table("scored", paths.iteration_dir(k) / "scored.parquet")
                 for k in params.iterations
             }
-            members = onpolicy_members(args.rm, scored, read_table("scored_gold", args.gold))
+            members = onpolicy_members(scorer, scored, read_table("scored_gold", args.gold))
             if members:
                 metrics["onpolicy_members"] = members
         else:

@@ -28,11 +28,13 @@ def rm_eval(
     prompts: pa.Table,
     pm_dir: str | Path | None = None,
     llm: LLMJudgeConfig | None = None,
+    scorer: RewardScorer | None = None,
 ) -> dict[str, Any]:
     """RM accuracy vs gold on held-out written pairs, per section; the per-prompt Pearson
     correlation between response length and reward (paper Fig. 5), for the RM and the judge;
-    and under `signals` every signal of cfg.signals on the same pairs (paper Table 2)."""
-    scorer = RewardScorer(rm_dir)
+    and under `signals` every signal of cfg.signals on the same pairs (paper Table 2).
+    `scorer`: the RM at `rm_dir` already loaded, else it is loaded here."""
+    scorer = scorer or RewardScorer(rm_dir)
     rng = random.Random(f"{cfg.seed}:rm_eval")
     rows = prompts.to_pylist()
     # Held-out pairs written like the RM's training data (the offline sources' families), and
@@ -94,14 +96,13 @@ def rm_eval(
     }
 
 
-def onpolicy_members(rm_dir: str | Path, scored: dict[str, pa.Table], gold: pa.Table) -> dict:
+def onpolicy_members(scorer: RewardScorer, scored: dict[str, pa.Table], gold: pa.Table) -> dict:
     """An ensemble's members one by one, then the ensemble, on the loop's own samples: per
     iteration, how often each orders two of one prompt's n samples as the gold judge does (every
     pair gold does not tie; a tie of the score left out), with the run's length penalty: the
     report's on-policy accuracy (rlhf.analytics.views.ONPOLICY_SQL) per member. Only the first
     DPO seed's samples, to keep the cost at one scoring pass of an iteration. {} for one RM:
     the report's on-policy diagnostics already give its accuracy."""
-    scorer = RewardScorer(rm_dir)
     if len(scorer.models) < 2:
         return {}
     golds = {
