@@ -263,22 +263,20 @@ def _why_no_growth(
     gains = [(oracle or {}).get("policies", {}).get(p, {}).get("gold_gain_vs_sft") for p in iters]
     if oracle and all(gains):
         first, last = gains[0], gains[-1]
-        parts.append(
+        text = (
             "ranked by the world's annotator instead of the RM (the oracle control, the same KL "
             f"budget) the gain goes {iters[0]} {first['mean']:+.3f} [{first['lo']:+.3f}, "
             f"{first['hi']:+.3f}] -> {iters[-1]} {last['mean']:+.3f} [{last['lo']:+.3f}, "
             f"{last['hi']:+.3f}]"
-            + (
-                ", intervals apart: the loop grows the gain when its labeller is right"
-                if first["hi"] < last["lo"]
-                else ""
-            )
-            + (
-                f"; this run keeps {ours / last['mean']:.0%} of the oracle loop's {iters[-1]} gain"
-                if (ours := pol[iters[-1]].get("gold_gain_vs_sft")) is not None and last["mean"] > 0
-                else ""
-            )
         )
+        if first["hi"] < last["lo"]:
+            text += ", intervals apart: the loop grows the gain when its labeller is right"
+        ours = pol[iters[-1]].get("gold_gain_vs_sft")
+        if ours is not None and last["mean"] > 0:
+            text += (
+                f"; this run keeps {ours / last['mean']:.0%} of the oracle loop's {iters[-1]} gain"
+            )
+        parts.append(text)
     peak = max(points, key=lambda t: t[2])
     further = [t for t in points if t[1] > peak[1] and t[0] != peak[0]]
     if further:

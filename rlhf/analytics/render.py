@@ -531,7 +531,8 @@ def _onpolicy(data: ReportData) -> tuple[str, str | None] | None:
 
 def _onpolicy_members(data: ReportData) -> str:
     """An ensemble RM's members one by one on the same samples (rm_eval's `onpolicy_members`)."""
-    per_iteration = (data.rm_eval or {}).get("onpolicy_members") or {}
+    rm = data.rm_eval or {}
+    per_iteration = rm.get("onpolicy_members") or {}
     if not per_iteration:
         return ""
     n = max(len(m["member_accuracy"]) for m in per_iteration.values())
@@ -544,12 +545,11 @@ def _onpolicy_members(data: ReportData) -> str:
         }
         for it, m in per_iteration.items()
     ]
-    heldout = (data.rm_eval or {}).get("member_accuracy", [])
     rows.append(
         {
             "iteration": "held-out pairs",
-            **{f"m{i}": a for i, a in enumerate(heldout)},
-            "ensemble": (data.rm_eval or {}).get("accuracy"),
+            **{f"m{i}": a for i, a in enumerate(rm.get("member_accuracy", []))},
+            "ensemble": rm.get("accuracy"),
         }
     )
     seed = next(iter(per_iteration.values()))["seed"]
