@@ -294,6 +294,10 @@ class RewardModelConfig:
     ensemble: int = bounded(3, ge=1)
     """Reward models trained on the same pairs (member i with seed + 1000 i: another scalar head
     and pair order), count; their scores are combined by `conservative_k`. 1 = one RM (paper)."""
+    member_share: float = bounded(1.0, gt=0.0, le=1.0)
+    """Share of the pairs each ensemble member trains on, fraction: member i takes a window of
+    that length starting at i / ensemble of one seeded permutation of the pairs, so every pair
+    is in equally many members (1/ensemble: disjoint parts, bagging). 1 = all pairs each."""
     conservative_k: float = bounded(0.0, ge=0.0)
     """An ensemble's score is the members' mean minus k times their standard deviation (Coste et
     al. 2023's conservative reward), reward units per std; 0 = the mean."""

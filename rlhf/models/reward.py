@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 from transformers import set_seed
 
@@ -34,6 +35,19 @@ reward_model.seed (small integers), and member 0 is the single RM of the same se
 
 def member_seeds(cfg: RewardModelConfig) -> list[int]:
     return [cfg.seed + MEMBER_SEED_STRIDE * i for i in range(cfg.ensemble)]
+
+
+def member_rows(cfg: RewardModelConfig, n: int, i: int) -> list[int] | None:
+    """Rows of the `n` pairs that member `i` trains on under reward_model.member_share (None:
+    all of them): a window of round(share * n) rows starting at i * n / ensemble of one
+    permutation seeded by reward_model.seed, wrapping around, so that every pair is in equally
+    many members (up to rounding) and 1 / ensemble gives disjoint parts."""
+    if cfg.member_share >= 1.0:
+        return None
+    order = np.random.default_rng(cfg.seed).permutation(n)
+    size = max(1, round(cfg.member_share * n))
+    start = (i * n) // cfg.ensemble
+    return sorted(int(order[(start + k) % n]) for k in range(size))
 
 
 def run_reward_model(
@@ -82,12 +96,16 @@ def run_reward_model(
             set_seed(seed)
             model = load_reward_model(init, tok.pad_token_id)
             name = f"member_{i}"
+            rows = member_rows(cfg, len(ds), i)
+            part = ds if rows is None else ds.select(rows)
             model, summary = train.reward_model(
-                model, tok, ds, cfg.train, seed, prompt_chunk=cfg.prompt_chunk,
+                model, tok, part, cfg.train, seed, prompt_chunk=cfg.prompt_chunk,
                 curves=curves if cfg.ensemble == 1 else sub(name),
             )  # fmt: skip
             save_model(model, tok, out if cfg.ensemble == 1 else out / name)
             members.append({"name": name, "seed": seed, **summary})
+            if rows is not None:
+                members[-1]["pairs"] = len(part)
         if cfg.ensemble > 1 and is_main_process():
             spec = {"members": [m["name"] for m in members], "conservative_k": cfg.conservative_k}
             (out / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2) + "\n")

@@ -340,3 +340,36 @@ def test_length_sorted_scoring_puts_every_reward_on_its_row_for_any_shard_size(t
     plain = score(plain_cfg, rm_dir, gens, workdir=tmp_path / "c").column("reward").to_numpy()
     assert sorted_small == pytest.approx(plain, abs=1e-5)
     assert len({round(float(x), 4) for x in plain}) == 4  # the rows differ: order is checked
+
+
+def test_member_share_gives_every_pair_to_equally_many_members():
+    from collections import Counter
+
+    from rlhf.models.reward import member_rows
+
+    def rows(share, seed=0):
+        cfg = RewardModelConfig(ensemble=3, member_share=share, seed=seed)
+        return [member_rows(cfg, 30, i) for i in range(3)]
+
+    thirds = rows(0.3333)
+    assert [len(r) for r in thirds] == [10, 10, 10]
+    assert sorted(sum(thirds, [])) == list(range(30))  # disjoint parts that cover the mix
+    twice = Counter(sum(rows(0.6667), []))
+    assert len(twice) == 30 and set(twice.values()) == {2}  # every pair in two of three
+    assert rows(1.0) == [None, None, None]  # all pairs, as before the setting existed
+    assert rows(0.3333, seed=1) != thirds  # the parts follow reward_model.seed
+
+
+def test_bagged_members_train_on_their_share_of_the_pairs(tmp_path):
+    from rlhf.models.reward import run_reward_model
+
+    policy_dir = _reward_dir(tmp_path, "sft", None)
+    cfg = RewardModelConfig(
+        ensemble=2,
+        member_share=0.5,
+        train=TrainConfig(epochs=2.0, lr=5e-3, batch_size=4, max_length=64, logging_steps=1),
+    )
+    summary = run_reward_model(cfg, policy_dir, _one_pair_mix(), tmp_path / "rm")
+    assert summary["pairs"] == 16 and [m["pairs"] for m in summary["members"]] == [8, 8]
+    good, bad = RewardScorer(tmp_path / "rm").score(PROMPT * 2, ["4.", "the fox is red."])
+    assert good > bad  # each half still teaches the pair
