@@ -12,8 +12,8 @@ from _common import Timer, params_or_exit, parser
 
 from rlhf.core import paths
 from rlhf.core.config import ConfigError
-from rlhf.core.io import write_json
-from rlhf.core.schemas import read_table, write_table
+from rlhf.core.io import skipped, write_json
+from rlhf.core.schemas import empty, read_table, write_table
 from rlhf.core.shards import clear
 from rlhf.prompts.splits import read_split
 
@@ -43,6 +43,12 @@ def main() -> None:
     )
     args = p.parse_args()
     params = params_or_exit(args.params)
+    reason = skipped(args.policy)
+    if reason is not None:  # a control that is off: no model, so nothing to evaluate
+        write_table("evaluations", empty("evaluations"), paths.eval_table(args.name))
+        write_json(paths.eval_metrics(args.name), {"skipped": reason})
+        print(f"evaluate {args.name}: skipped, {reason}")
+        return
     # After the params: the process is pinned before torch loads (_common).
     from rlhf.evaluation.evaluate import EvalModels, evaluate_policy, policy_metrics
 

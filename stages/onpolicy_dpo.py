@@ -35,16 +35,16 @@ def main() -> None:
     from rlhf.world.annotator import ranker
 
     with Timer("onpolicy_dpo"):
-        scored, pairs, summary = onpolicy_control(
+        scored, pairs, record = onpolicy_control(
             params, args.sft, args.rm, args.prompts, args.out, args.pm, ranker(params),
             Path(args.curves),
         )  # fmt: skip
     write_table("scored", scored, paths.CONTROL_DIR / "scored.parquet")
     write_table("pairs", pairs, paths.CONTROL_DIR / "pairs.parquet")
     ensure_curves(args.curves)  # the declared output, where no step was logged
-    write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", {"by_seed": summary})
+    write_json(paths.REPORTS_DIR / "train" / "onpolicy_dpo.json", record)
     clear(paths.shards("onpolicy_dpo"))
-    print(summary)
+    print(record)
 
 
 if __name__ == "__main__":

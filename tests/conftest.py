@@ -26,7 +26,8 @@ SMALL_WORLD = {
 }
 SMALL_PROMPTS = {"eval_size": 40, "slice_size": 40, "n_slices": 4}
 # The on-policy control on a slice no iteration of a small run uses (the default three use 1-3).
-SMALL_CONTROL = {"prompt_splits": ["train_4"]}
+# On in the tests (off by default for its minutes): the pipeline tests cover the control.
+SMALL_CONTROL = {"enabled": True, "prompt_splits": ["train_4"]}
 # The whole loop shrunk to seconds per stage: a 2-layer, 64-wide model and one iteration.
 SMALL_LOOP = {
     # Twice the preference data of SMALL_WORLD: the reward model needs it to beat chance

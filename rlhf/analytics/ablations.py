@@ -101,8 +101,28 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"reward_model.ensemble": 1, "reward_model.train.epochs": 2.0},
         "one reward model of 2 epochs instead of the mean of 3 of 1 epoch",
     ),
+    # The on-policy offline control (rlhf/online/controls.py), off in the default run for its
+    # ~5 min: SFT's samples on as many fresh prompts as all iterations, labelled once by the
+    # RM, one DPO run. Nothing else changes, so its other policies are the default's.
+    "onpolicy_control": (
+        {"onpolicy_control.enabled": True},
+        "the on-policy offline control: one round of RM labels on SFT's own samples",
+    ),
+    # Bagging: each ensemble member on part of the mix, so that three members cost about one
+    # 2-epoch RM: two thirds each (every pair in two members) for one epoch, or a third each
+    # (disjoint) for two.
+    "rm_members_two_thirds": (
+        {"reward_model.member_share": 0.6667},
+        "each RM member on two thirds of the pairs (every pair in two members)",
+    ),
+    "rm_members_disjoint_thirds": (
+        {"reward_model.member_share": 0.3333, "reward_model.train.epochs": 2.0},
+        "each RM member on a disjoint third of the pairs, 2 epochs",
+    ),
 }
 ORACLE = "oracle_annotator"
+CONTROL = "onpolicy_control"
+"""The ablation the report reads the on-policy control from when the run has it off."""
 """The ablation the report reads as the oracle control (rlhf.analytics.render)."""
 PREFIX = "abl-"
 # Settings that change no number an ablation compares: the report's presentation, and how work
@@ -215,8 +235,8 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
     policies = {}
     for p in [*paths.BASELINE_POLICIES, *iters]:
         text = read(paths.eval_metrics(p).as_posix())
-        if text:
-            policies[p] = json.loads(text)
+        if text and "skipped" not in (m := json.loads(text)):
+            policies[p] = m
     if not iters or iters[-1] not in policies:
         return None
     rm_text = read(paths.RM_EVAL.as_posix())

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from rlhf.analytics.ablations import ORACLE
+from rlhf.analytics.ablations import CONTROL, ORACLE
 from rlhf.analytics.claims import loop_verdicts, nested, replicate_runs
 from rlhf.analytics.report_data import DISTANCE, METRICS, SECTIONS, ReportData, fmt, fmt_iv
 from rlhf.core import paths
@@ -169,9 +169,10 @@ def table2_markdown(rm: dict[str, Any]) -> str:
     return text
 
 
-def controls_markdown(data: ReportData) -> str:
-    """What each control compares, with the win-rates that answer it."""
-    pol = {r["policy"]: r for r in data.policies.to_dicts()}
+def controls_markdown(pol: dict[str, dict[str, dict[str, float]]], source: str = "") -> str:
+    """What each control compares, with the win-rates that answer it. `pol`: {policy: {metric:
+    {mean, lo, hi}}} in pipeline order, iterations last; `source`: where they come from, when
+    not this run."""
     iters = [p for p in pol if p not in paths.BASELINE_POLICIES]
     rows = [
         (
@@ -186,14 +187,10 @@ def controls_markdown(data: ReportData) -> str:
     ]
     if iters:
         rows.append((iters[-1], f"online iterative DPO, {len(iters)} rounds of fresh samples"))
+    metrics = (("win", "win_rate_vs_sft"), ("gain", "gold_gain_vs_sft"))
     table = _md_table(
         [
-            {
-                "policy": p,
-                "what": what,
-                "win": fmt(pol[p], "win_rate_vs_sft"),
-                "gain": fmt(pol[p], "gold_gain_vs_sft"),
-            }
+            {"policy": p, "what": what, **{c: fmt_iv(pol[p][k]) for c, k in metrics if k in pol[p]}}
             for p, what in rows
             if p in pol
         ],
@@ -208,7 +205,7 @@ def controls_markdown(data: ReportData) -> str:
         "Offline DPO vs the on-policy control isolates on-policy data (same DPO, same "
         "reference; other writers and labels). The on-policy control vs the last iteration "
         "isolates iterating: the same RM labels, but fresh samples of each improved policy "
-        "instead of one round on SFT's.\n\n" + table
+        f"instead of one round on SFT's.{source}\n\n" + table
     )
 
 
@@ -478,9 +475,23 @@ def _trend(data: ReportData) -> tuple[str, str | None] | None:
 
 
 def _controls(data: ReportData) -> tuple[str, str | None] | None:
-    if not (data.policies.height and "onpolicy_dpo" in data.policies["policy"].to_list()):
+    if not data.policies.height:
         return None
-    return controls_markdown(data), None
+    if "onpolicy_dpo" in data.policies["policy"].to_list():
+        return controls_markdown(nested(data.policies.to_dicts())), None
+    run = next((a for a in data.ablations if a["ablation"] == CONTROL), None)
+    if run is None or "onpolicy_dpo" not in run.get("policies", {}):
+        return (
+            "The on-policy control is off in this run (`onpolicy_control.enabled: false`, for "
+            f"its minutes); `rlhf ablations run {CONTROL}` runs it, and once collected its "
+            "numbers show here.",
+            None,
+        )
+    source = (
+        f" This run has the control off; the numbers are the `{CONTROL}` ablation's "
+        f"({run['seeds']} seeds; its other policies are this run's, as nothing else changes)."
+    )
+    return controls_markdown(run["policies"], source), None
 
 
 def _distance(data: ReportData) -> tuple[str, str | None] | None:

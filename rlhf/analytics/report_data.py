@@ -103,6 +103,8 @@ def load_policies(params: Params, root: Path) -> tuple[pl.DataFrame, pl.DataFram
         if not f.exists():
             continue
         m = json.loads(f.read_text())
+        if "skipped" in m:  # a control that is off (onpolicy_control.enabled)
+            continue
         row: dict[str, Any] = {
             "policy": p,
             "step": i,

@@ -160,6 +160,25 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+SKIPPED_FILE = "skipped.json"
+"""In a model folder that a stage was asked not to train: the reason, in place of a model."""
+
+
+def write_skipped(folder: str | Path, reason: str) -> Path:
+    """Replace `folder` by one holding only :data:`SKIPPED_FILE` with `reason`: the stage's
+    declared output exists, and whoever reads it is told why there is no model."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        (tmp / SKIPPED_FILE).write_text(json.dumps({"skipped": reason}, indent=2) + "\n")
+    return Path(folder)
+
+
+def skipped(folder: str | Path) -> str | None:
+    """Why no model was trained into `folder` (:func:`write_skipped`), or None."""
+    f = Path(folder) / SKIPPED_FILE
+    return json.loads(f.read_text())["skipped"] if f.is_file() else None
+
+
 def clean_stale_temporaries(folder: str | Path) -> int:
     """Remove every ``*.tmp-*`` under `folder`, whoever wrote it; return how many. Only for a
     folder the caller owns and no other writer uses at the time (e.g. a shard folder under

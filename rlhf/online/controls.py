@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from rlhf.core import paths
 from rlhf.core.config import Params
+from rlhf.core.io import write_skipped
+from rlhf.core.schemas import empty
 from rlhf.models.policy import run_dpo
 from rlhf.online.generation import generate
 from rlhf.online.pairs import select_pairs
@@ -27,6 +29,7 @@ from rlhf.online.scoring import score
 from rlhf.prompts.splits import read_split
 
 CONTROL = "onpolicy_control"
+OFF = "off (onpolicy_control.enabled: false); `rlhf ablations run onpolicy_control` runs it"
 
 
 def onpolicy_control(
@@ -39,11 +42,16 @@ def onpolicy_control(
     annotator: Callable[[pa.Table], np.ndarray] | None = None,
     curves: Path | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
-    """Run the control for every seed; returns the scored samples, the pairs trained on and a
-    summary per seed. Models go to `out_dir/seed_<s>`. The same generate, score, pairs and DPO
-    settings as the iterations (`annotator`: the ranker under score.ranker=annotator, as for
+    """Run the control for every seed; returns the scored samples, the pairs trained on and its
+    record: a summary per seed (`by_seed`), or under onpolicy_control.enabled=false why it was
+    `skipped` (no samples, and `out_dir` holds only that reason, rlhf.core.io.write_skipped).
+    Models go to `out_dir/seed_<s>`. The same generate, score, pairs and DPO settings as the
+    iterations (`annotator`: the ranker under score.ranker=annotator, as for
     rlhf.online.scoring.score); DPO's reference is SFT. `curves`: DVCLive folder (per seed)."""
     cfg = params.onpolicy_control
+    if not cfg.enabled:
+        write_skipped(out_dir, OFF)
+        return empty("scored"), empty("pairs"), {"skipped": OFF}
     if not cfg.prompt_splits:
         raise ValueError("onpolicy_control.prompt_splits is empty: the control has no prompts")
     prompts = pa.concat_tables(read_split(prompts_path, s) for s in cfg.prompt_splits)
@@ -71,4 +79,4 @@ def onpolicy_control(
         }
         scored_all.append(scored)
         pairs_all.append(pairs)
-    return pa.concat_tables(scored_all), pa.concat_tables(pairs_all), summary
+    return pa.concat_tables(scored_all), pa.concat_tables(pairs_all), {"by_seed": summary}

@@ -276,3 +276,36 @@ def test_claims_show_each_replicates_verdict_beside_this_runs(tmp_path):
     ]
     grows = next(x for x in md.splitlines() if x.startswith("| gold gain grows"))
     assert "NOT MEASURED" in grows  # one iteration: nothing to grow from
+
+
+def test_an_off_control_is_said_off_and_shown_from_its_collected_ablation(tmp_path):
+    from rlhf.analytics.ablations import CONTROL
+
+    params = project(tmp_path, offline_wr=0.56, iter_wr=0.70)
+    # The evaluate stage's record for a control that did not run (stages/evaluate.py).
+    (tmp_path / "reports/eval/onpolicy_dpo.json").write_text(json.dumps({"skipped": "off"}))
+    report_md = tmp_path / paths.REPORT_MD
+    build_report(params, tmp_path)
+    md = report_md.read_text()
+    assert "| onpolicy_dpo |" not in md  # the skipped record is no policy row
+    assert "The on-policy control is off in this run" in md
+    assert f"rlhf ablations run {CONTROL}" in md
+
+    control = {
+        "ablation": CONTROL,
+        "change": "onpolicy_control.enabled=True",
+        "seeds": 3,
+        "final": metrics(0.61, 0.70, 10.5),
+        "policies": {
+            "offline_dpo": {"win_rate_vs_sft": iv(0.56, 0.02), "gold_gain_vs_sft": iv(0.05, 0.02)},
+            "onpolicy_dpo": {"win_rate_vs_sft": iv(0.64, 0.02), "gold_gain_vs_sft": iv(0.1, 0.02)},
+            "iter_1": {"win_rate_vs_sft": iv(0.70, 0.02), "gold_gain_vs_sft": iv(0.21, 0.02)},
+        },
+    }
+    write_collected(tmp_path, params, [control])
+    build_report(params, tmp_path)
+    md = report_md.read_text()
+    assert "the numbers are the `onpolicy_control` ablation's (3 seeds" in md
+    row = next(line for line in md.splitlines() if line.startswith("| onpolicy_dpo | on-policy"))
+    assert "0.640 [0.620, 0.660]" in row and "0.100 [0.080, 0.120]" in row
+    assert "| iter_1 | online iterative DPO, 1 rounds" in md

@@ -126,3 +126,43 @@ def test_kl_to_reference_is_zero_for_the_same_model_and_grows_with_a_change(tmp_
     assert (moved > 0).all()
     # Summed over the response's tokens: the longer response carries more of it.
     assert moved[1] > moved[0]
+
+
+def test_an_off_control_trains_nothing_and_its_evaluation_says_why(tmp_path):
+    """onpolicy_control.enabled=false (the default): the control stage writes no samples and a
+    model folder that holds only the reason; the evaluate stage records it as skipped without
+    loading a model, and the report reads no policy from it (tests/analytics/test_summary.py)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from rlhf.core.config import parse_params
+    from rlhf.core.io import skipped
+    from rlhf.core.schemas import EVALUATIONS
+    from rlhf.online.controls import OFF, onpolicy_control
+
+    params = parse_params({})
+    assert not params.onpolicy_control.enabled
+    out = tmp_path / "models" / "onpolicy_dpo"
+    missing = tmp_path / "absent"  # nothing is read: no SFT, RM or prompts exist
+    scored_t, pairs, record = onpolicy_control(params, missing, missing, missing, out)
+    assert record == {"skipped": OFF}
+    assert scored_t.num_rows == 0 and pairs.num_rows == 0
+    assert skipped(out) == OFF and [p.name for p in out.iterdir()] == ["skipped.json"]
+
+    (tmp_path / "params.yaml").write_text("{}\n")
+    stage = Path(__file__).resolve().parents[2] / "stages" / "evaluate.py"
+    cmd = [sys.executable, str(stage), "--name", "onpolicy_dpo", "--policy", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(tmp_path / "data" / "eval" / "onpolicy_dpo.parquet")
+    assert table.num_rows == 0 and table.schema.equals(EVALUATIONS)
+    metrics = json.loads((tmp_path / "reports" / "eval" / "onpolicy_dpo.json").read_text())
+    assert metrics == {"skipped": OFF}
+
+    on = parse_params({"onpolicy_control": {"enabled": True, "prompt_splits": []}})
+    with pytest.raises(ValueError, match="no prompts"):  # on, it does run (and checks its input)
+        onpolicy_control(on, missing, missing, missing, tmp_path / "m2")
