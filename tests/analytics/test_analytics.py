@@ -269,6 +269,29 @@ def test_onpolicy_diagnostics_of_a_hand_built_run(loop_project):
     assert it2["gold_best_of_n"] == pytest.approx(0.9)
 
 
+def test_members_accuracy_in_rm_eval_agrees_with_the_reports_sql(loop_project):
+    """The on-policy accuracy is computed twice: in SQL for the report (views.ONPOLICY_SQL) and
+    with numpy for an ensemble's members (rlhf.evaluation.rm_eval.group_accuracy), which cannot
+    import analytics. On the same samples both give the same accuracy and pair count."""
+    import polars as pl
+
+    from rlhf.evaluation.rm_eval import group_accuracy
+
+    con = connect()
+    register_views(con, loop_project)
+    sql = {r["iteration"]: r for r in onpolicy_diagnostics(con)}
+    rows = con.sql(
+        "SELECT s.iteration, s.seed, s.prompt_id, s.penalized_reward AS proxy, g.gold "
+        "FROM scored s JOIN gold g USING (iteration, seed, prompt_id, sample_idx) ORDER BY ALL"
+    ).pl()
+    assert set(sql) == {"iter_1", "iter_2"}
+    for it, r in sql.items():
+        part = rows.filter(pl.col("iteration") == it)
+        groups = list(zip(part["seed"], part["prompt_id"], strict=True))
+        (acc,), n = group_accuracy(part["proxy"].to_numpy()[None], part["gold"].to_numpy(), groups)
+        assert n == r["gold_pairs"] and acc == pytest.approx(r["rm_accuracy"])
+
+
 def _signal(acc: float, counts: dict[str, int] | None) -> dict:
     iv = {"mean": acc, "lo": acc - 0.01, "hi": acc + 0.01}
     out = {
