@@ -45,8 +45,9 @@ def main() -> None:
     params = params_or_exit(args.params)
     reason = skipped(args.policy)
     if reason is not None:  # a control that is off: no model, so nothing to evaluate
-        write_table("evaluations", empty("evaluations"), paths.eval_table(args.name))
-        write_json(paths.eval_metrics(args.name), {"skipped": reason})
+        with Timer(f"evaluate@{args.name}"):  # still a stage the run waits for (start-up)
+            write_table("evaluations", empty("evaluations"), paths.eval_table(args.name))
+            write_json(paths.eval_metrics(args.name), {"skipped": reason})
         print(f"evaluate {args.name}: skipped, {reason}")
         return
     # After the params: the process is pinned before torch loads (_common).
