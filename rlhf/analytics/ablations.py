@@ -121,9 +121,9 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     ),
 }
 ORACLE = "oracle_annotator"
+"""The ablation the report reads as the oracle control (rlhf.analytics.render)."""
 CONTROL = "onpolicy_control"
 """The ablation the report reads the on-policy control from when the run has it off."""
-"""The ablation the report reads as the oracle control (rlhf.analytics.render)."""
 PREFIX = "abl-"
 # Settings that change no number an ablation compares: the report's presentation, and how work
 # is cut and started (shard sizes and launchers; tests/online/test_workers.py shows the tables are

@@ -259,7 +259,7 @@ def _why_no_growth(
         )
     # The same loop with the world's annotator as the labeller: whether the loop can grow the
     # gain when its labeller is right (then the proxy RM is what holds it back).
-    oracle = next((a for a in data.ablations if a["ablation"] == ablations_lib.ORACLE), None)
+    oracle = data.ablation(ablations_lib.ORACLE)
     gains = [(oracle or {}).get("policies", {}).get(p, {}).get("gold_gain_vs_sft") for p in iters]
     if oracle and all(gains):
         first, last = gains[0], gains[-1]

@@ -353,7 +353,7 @@ def oracle_markdown(data: ReportData, oracle: dict[str, Any]) -> str | None:
 
 
 def _oracle(data: ReportData) -> tuple[str, str | None] | None:
-    oracle = next((a for a in data.ablations if a["ablation"] == ORACLE), None)
+    oracle = data.ablation(ORACLE)
     if oracle is None or not data.policies.height:
         return None
     md = oracle_markdown(data, oracle)
@@ -479,7 +479,7 @@ def _controls(data: ReportData) -> tuple[str, str | None] | None:
         return None
     if "onpolicy_dpo" in data.policies["policy"].to_list():
         return controls_markdown(nested(data.policies.to_dicts())), None
-    run = next((a for a in data.ablations if a["ablation"] == CONTROL), None)
+    run = data.ablation(CONTROL)
     if run is None or "onpolicy_dpo" not in run.get("policies", {}):
         return (
             "The on-policy control is off in this run (`onpolicy_control.enabled: false`, for "

@@ -73,6 +73,11 @@ class ReportData:
     curves: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
     """Training curves (rlhf.models.curves) by run (`sft`, `iter_1/seed_0`, ...) and metric:
     (step, value) rows."""
+
+    def ablation(self, name: str) -> dict[str, Any] | None:
+        """The collected run of ablation `name` (rlhf.analytics.ablations), or None."""
+        return next((a for a in self.ablations if a["ablation"] == name), None)
+
     samples: pl.DataFrame = field(default_factory=pl.DataFrame)
     """What the policies write: for one evaluation prompt per category, each policy's first
     sample of seed 0, with its gold reward."""
