@@ -77,6 +77,7 @@ def run_reward_model(
     if cfg.max_pairs and len(ds) > cfg.max_pairs:
         ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_pairs))
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
+    ds = train.tokenized_pairs(ds, tok, cfg.train)  # once for every member
     own: dict[str, Any] = {}
     members: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out_dir) as out:

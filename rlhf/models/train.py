@@ -397,6 +397,20 @@ class PromptChunkRewardTrainer(RewardTrainer):
         return loss
 
 
+def tokenized_pairs(prefs: datasets.Dataset, tokenizer, cfg: TrainConfig) -> datasets.Dataset:
+    """`prefs` (conversational prompt/chosen/rejected examples) with TRL's `chosen_ids` and
+    `rejected_ids` beside them, tokenised by RewardTrainer's own `_prepare_dataset` (a method
+    that reads no trainer state) without its length filter, which each trainer still applies.
+    An ensemble's members then share one tokenisation of the mix instead of each making its
+    own (about 17 s a member on the default's 29 K pairs), and train on the same tokens."""
+    with tempfile.TemporaryDirectory() as out:
+        args = RewardConfig(**{**_common_args(cfg, out, 0), "max_length": None})
+        ids = RewardTrainer._prepare_dataset(None, prefs, tokenizer, args, "train")
+    # Only the ids: TRL's tokenisation rewrites `chosen` in place (prompt + answer).
+    ids = ids.select_columns(["chosen_ids", "rejected_ids"])
+    return datasets.concatenate_datasets([prefs, ids], axis=1)
+
+
 def reward_model(
     model,
     tokenizer,

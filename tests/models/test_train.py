@@ -119,6 +119,24 @@ def test_reward_model_in_micro_batches_trains_as_the_whole_batch(tmp_path):
     assert _max_rel_diff(whole, micro) < 1e-4
 
 
+def test_pairs_tokenised_once_train_the_same_reward_model_as_the_trainers_own(tmp_path):
+    tok = _tok()
+    prefs = _pairs_table()
+    cfg = _cfg(2, lr=5e-3, max_length=60)  # the trainer still drops the 6 longest pairs
+    init = _fresh_rm(tmp_path, tok)
+    shared = train.tokenized_pairs(prefs, tok, cfg)
+    assert shared.num_rows == prefs.num_rows  # unfiltered: members' row indices stay the mix's
+    assert {"prompt", "chosen", "rejected", "chosen_ids", "rejected_ids"} <= set(
+        shared.column_names
+    )
+    assert shared["chosen"] == prefs["chosen"]  # the answers as they were, not prompt + answer
+    own, s1 = train.reward_model(copy.deepcopy(init), tok, prefs, cfg, seed=0)
+    once, s2 = train.reward_model(copy.deepcopy(init), tok, shared, cfg, seed=0)
+    assert s1["steps"] == s2["steps"] == 2  # 10 pairs kept, batches of 8
+    assert s1["train_loss"] == s2["train_loss"]
+    assert all(torch.equal(v, once.state_dict()[k]) for k, v in own.state_dict().items())
+
+
 def test_dpo_in_micro_batches_trains_as_the_whole_batch():
     tok = _tok()
     init = tiny_llama(tok, 32, 2, 2, 128, seed=0)
