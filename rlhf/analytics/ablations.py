@@ -119,6 +119,12 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"reward_model.member_share": 0.3333, "reward_model.train.epochs": 2.0},
         "each RM member on a disjoint third of the pairs, 2 epochs",
     ),
+    # Cheaper members by depth instead of data: the embeddings and the bottom 2 of 4 blocks
+    # stay the SFT model's, so no backward pass runs below them.
+    "rm_frozen_two_blocks": (
+        {"reward_model.frozen_layers": 2},
+        "each RM member trains only its top 2 of 4 blocks and its head",
+    ),
 }
 ORACLE = "oracle_annotator"
 """The ablation the report reads as the oracle control (rlhf.analytics.render)."""

@@ -77,6 +77,8 @@ def run_reward_model(
     if cfg.max_pairs and len(ds) > cfg.max_pairs:
         ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_pairs))
     ds = ds.map(to_trl_preference, remove_columns=ds.column_names)
+    if cfg.frozen_layers and cfg.train.lora_rank:
+        raise ValueError("reward_model.frozen_layers is for full fine-tuning, not LoRA")
     ds = train.tokenized_pairs(ds, tok, cfg.train)  # once for every member
     own: dict[str, Any] = {}
     members: list[dict[str, Any]] = []
@@ -96,6 +98,7 @@ def run_reward_model(
             # later), or every run trains a different reward model.
             set_seed(seed)
             model = load_reward_model(init, tok.pad_token_id)
+            train.freeze_bottom(model, cfg.frozen_layers)
             name = f"member_{i}"
             rows = member_rows(cfg, len(ds), i)
             part = ds if rows is None else ds.select(rows)

@@ -373,3 +373,22 @@ def test_bagged_members_train_on_their_share_of_the_pairs(tmp_path):
     assert summary["pairs"] == 16 and [m["pairs"] for m in summary["members"]] == [8, 8]
     good, bad = RewardScorer(tmp_path / "rm").score(PROMPT * 2, ["4.", "the fox is red."])
     assert good > bad  # each half still teaches the pair
+
+
+def test_frozen_layers_keep_the_rm_s_bottom_blocks_as_the_sft_model_s(tmp_path):
+    from safetensors.torch import load_file
+
+    from rlhf.models.reward import run_reward_model
+
+    policy_dir = _reward_dir(tmp_path, "sft", None)  # one block
+    train = TrainConfig(epochs=2.0, lr=5e-3, batch_size=4, max_length=64, logging_steps=1)
+    cfg = RewardModelConfig(ensemble=1, frozen_layers=1, train=train)
+    run_reward_model(cfg, policy_dir, _one_pair_mix(), tmp_path / "rm")
+    sft, rm = (load_file(d / "model.safetensors") for d in (policy_dir, tmp_path / "rm"))
+    kept = [k for k in rm if k.startswith(("model.embed_tokens.", "model.layers.0."))]
+    assert kept and all(torch.equal(sft[k], rm[k]) for k in kept)
+    good, bad = RewardScorer(tmp_path / "rm").score(PROMPT * 2, ["4.", "the fox is red."])
+    assert good > bad  # the head alone still learns the pair
+    lora = RewardModelConfig(ensemble=1, frozen_layers=1, train=TrainConfig(lora_rank=4))
+    with pytest.raises(ValueError, match="frozen_layers"):
+        run_reward_model(lora, policy_dir, _one_pair_mix(), tmp_path / "rm2")

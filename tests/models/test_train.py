@@ -137,6 +137,22 @@ def test_pairs_tokenised_once_train_the_same_reward_model_as_the_trainers_own(tm
     assert all(torch.equal(v, once.state_dict()[k]) for k, v in own.state_dict().items())
 
 
+def test_frozen_bottom_blocks_stay_as_initialised_and_the_rest_trains(tmp_path):
+    tok = _tok()
+    init = _fresh_rm(tmp_path, tok)  # 2 blocks
+    before = copy.deepcopy(init.state_dict())
+    model = copy.deepcopy(init)
+    train.freeze_bottom(model, 1)
+    model, _ = train.reward_model(model, tok, _pairs_table(), _cfg(1, lr=5e-3), seed=0)
+    after = model.state_dict()
+    kept = [k for k in after if k.startswith(("model.embed_tokens.", "model.layers.0."))]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    trained = [k for k in after if k.startswith(("model.layers.1.", "score."))]
+    assert all(not torch.equal(before[k], after[k]) for k in trained)
+    with pytest.raises(ValueError, match="has 2"):
+        train.freeze_bottom(copy.deepcopy(init), 3)
+
+
 def test_dpo_in_micro_batches_trains_as_the_whole_batch():
     tok = _tok()
     init = tiny_llama(tok, 32, 2, 2, 128, seed=0)
