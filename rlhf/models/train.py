@@ -397,6 +397,128 @@ class PromptChunkRewardTrainer(RewardTrainer):
         return loss
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Tokens `a` and `b` share at their start, leaving each at least its last token."""
+    k, top = 0, min(len(a), len(b)) - 1
+    while k < top and a[k] == b[k]:
+        k += 1
+    return k
+
+
+class SharedPrefixCollator:
+    """A batch of tokenised pairs (TRL's `chosen_ids`/`rejected_ids`) as one row per pair: the
+    tokens both sides share (the prompt, at least), then the chosen side's own tokens, then the
+    rejected side's, with the positions each token has in its own sequence and a mask under
+    which each side sees only the shared part and its own earlier tokens. Each side's last
+    token then computes what it computes alone (Wang et al. 2024's prefix sharing), and the
+    prompt is computed once instead of twice: the default mix's pairs are 24 prompt tokens
+    before answers of 34 and 36, so about a fifth fewer tokens a pair. Rows sorted by length
+    and cut into `parts` micro-batches, each padded (right) to its own longest."""
+
+    def __init__(self, pad_token_id: int, parts: int):
+        self.pad, self.parts = pad_token_id, parts
+
+    def _row(self, chosen: list[int], rejected: list[int]):
+        k = _common_prefix(chosen, rejected)
+        ids = chosen + rejected[k:]
+        positions = list(range(len(chosen))) + list(range(k, len(rejected)))
+        side = [0] * k + [1] * (len(chosen) - k) + [2] * (len(rejected) - k)
+        return ids, positions, side, len(chosen) - 1, len(ids) - 1
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [self._row(e["chosen_ids"], e["rejected_ids"]) for e in examples]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+        micro = []
+        for piece in _slices(order, self.parts):
+            width = max(len(rows[i][0]) for i in piece)
+            ids = torch.full((len(piece), width), self.pad, dtype=torch.long)
+            positions = torch.zeros((len(piece), width), dtype=torch.long)
+            mask = torch.zeros((len(piece), 1, width, width), dtype=torch.bool)
+            for b, i in enumerate(piece):
+                row_ids, pos, side, _, _ = rows[i]
+                n = len(row_ids)
+                ids[b, :n], positions[b, :n] = torch.tensor(row_ids), torch.tensor(pos)
+                s = torch.tensor(side)
+                same = (s[:, None] == s[None, :]) | (s[None, :] == 0)
+                mask[b, 0, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool)) & same
+                # Padding sees itself only: no query without a key (SDPA gives NaN there).
+                mask[b, 0, range(n, width), range(n, width)] = True
+            micro.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "position_ids": positions,
+                    "chosen_at": torch.tensor([rows[i][3] for i in piece]),
+                    "rejected_at": torch.tensor([rows[i][4] for i in piece]),
+                    "tokens": sum(len(rows[i][0]) for i in piece),
+                }
+            )
+        return {_MICRO: micro}
+
+
+class SharedPrefixRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer with `SharedPrefixCollator` rows: the same batches (TRL's sampler)
+    and the same Bradley-Terry loss, the mean of -log sigmoid(r_chosen - r_rejected) over the
+    batch's pairs, with each pair's shared prefix computed once. The rewards are read from the
+    model's scalar head at each side's last token (a hook on `score`, so the forward still
+    passes through any wrapper the Trainer put around the model)."""
+
+    def __init__(self, *args, micro_batches: int, **kwargs):
+        self._parts = micro_batches
+        super().__init__(*args, **kwargs)
+        if self.args.center_rewards_coefficient:
+            raise ValueError("shared-prefix rows compute the plain BT loss: no reward centring")
+        head = getattr(self.accelerator.unwrap_model(self.model), "score", None)
+        if head is None:
+            raise ValueError("shared-prefix rows need a model with a `score` head")
+        self._head = head
+
+    def get_train_dataloader(self):
+        # Training batches only: evaluation keeps TRL's collator and loss.
+        collate = self.data_collator
+        self.data_collator = SharedPrefixCollator(self.processing_class.pad_token_id, self._parts)
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = collate
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "margin" in self.train_dataset.column_names:
+            raise ValueError("shared-prefix rows compute the plain BT loss: no per-pair margin")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if _MICRO not in inputs:  # evaluation batches come from TRL's own collator
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if return_outputs:
+            raise ValueError("shared-prefix batches give a training loss only")
+        margins, seen = [], []
+        for m in inputs[_MICRO]:
+            hook = self._head.register_forward_hook(lambda _m, _i, out: seen.append(out))
+            try:
+                model(
+                    input_ids=m["input_ids"],
+                    attention_mask=m["attention_mask"],
+                    position_ids=m["position_ids"],
+                    use_cache=False,
+                )
+            finally:
+                hook.remove()
+            rewards = seen.pop().squeeze(-1)  # every position's reward, before the model pools
+            rows = torch.arange(rewards.shape[0], device=rewards.device)
+            margins.append(rewards[rows, m["chosen_at"]] - rewards[rows, m["rejected_at"]])
+        margin = torch.cat(margins)
+        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        tokens = torch.tensor(sum(m["tokens"] for m in inputs[_MICRO]), device=margin.device)
+        self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        with torch.no_grad():
+            accuracy = self.accelerator.gather_for_metrics((margin > 0).float().mean())
+            self._metrics["train"]["accuracy"].append(accuracy.mean().item())
+            self._metrics["train"]["margin"].append(margin.mean().item())
+        return loss
+
+
 def tokenized_pairs(prefs: datasets.Dataset, tokenizer, cfg: TrainConfig) -> datasets.Dataset:
     """`prefs` (conversational prompt/chosen/rejected examples) with TRL's `chosen_ids` and
     `rejected_ids` beside them, tokenised by RewardTrainer's own `_prepare_dataset` (a method
@@ -434,13 +556,19 @@ def reward_model(
     seed: int,
     prompt_chunk: int = 0,
     curves=None,
+    shared_prefix: bool = False,
 ):
     """Bradley-Terry reward model on conversational prompt/chosen/rejected examples; with
     `prompt_chunk` > 0, batches of whole prompts' pairs (`PromptChunkRewardTrainer`); with
+    `shared_prefix`, each pair's prompt computed once (`SharedPrefixRewardTrainer`); with
     `cfg.lora_rank`, LoRA adapters and a fully trained scalar head."""
     common = dict(peft_config=lora_config(cfg, "SEQ_CLS"), callbacks=_callbacks(curves))
     with tempfile.TemporaryDirectory() as out:
         args = RewardConfig(**_common_args(cfg, out, seed))
+        if prompt_chunk and shared_prefix:
+            raise ValueError(
+                "prompt-chunk batches and shared-prefix rows exclude each other: set one off"
+            )
         if prompt_chunk:
             if cfg.group_by_length:
                 raise ValueError("prompt-chunk batches and group_by_length exclude each other")
@@ -450,6 +578,17 @@ def reward_model(
                 train_dataset=prompt_groups(prefs),
                 processing_class=tokenizer,
                 chunk=prompt_chunk,
+                micro_batches=cfg.micro_batches,
+                **common,
+            )
+        elif shared_prefix:
+            if cfg.group_by_length:
+                raise ValueError("shared-prefix rows exclude group_by_length: set one off")
+            trainer = SharedPrefixRewardTrainer(
+                model=model,
+                args=args,
+                train_dataset=prefs,
+                processing_class=tokenizer,
                 micro_batches=cfg.micro_batches,
                 **common,
             )

@@ -153,6 +153,53 @@ def test_frozen_bottom_blocks_stay_as_initialised_and_the_rest_trains(tmp_path):
         train.freeze_bottom(copy.deepcopy(init), 3)
 
 
+def test_shared_prefix_rows_give_each_side_the_reward_it_gets_alone(tmp_path):
+    tok = _tok()
+    model = _fresh_rm(tmp_path, tok).eval()
+    pairs = train.tokenized_pairs(_pairs_table(), tok, _cfg(1))
+    examples = [pairs[i] for i in range(6)]
+    batch = train.SharedPrefixCollator(tok.pad_token_id, 2)(examples)
+    micro = batch["micro_batches"]
+    assert len(micro) == 2 and sum(len(m["chosen_at"]) for m in micro) == 6
+    plain = sum(len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples)
+    assert sum(m["tokens"] for m in micro) < plain  # each prompt once
+
+    def alone(ids):
+        with torch.no_grad():
+            return model(input_ids=torch.tensor([ids])).logits.item()
+
+    seen = []
+    hook = model.score.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    with torch.no_grad():
+        for m in micro:
+            model(**{k: m[k] for k in ("input_ids", "attention_mask", "position_ids")})
+    hook.remove()
+    got = {}
+    for m, r in zip(micro, seen, strict=True):
+        for b in range(len(m["chosen_at"])):
+            got[round(r[b, m["chosen_at"][b], 0].item(), 4)] = None
+            got[round(r[b, m["rejected_at"][b], 0].item(), 4)] = None
+    want = [alone(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")]
+    for w in want:  # every side's reward, whatever row and micro-batch it landed in
+        assert any(abs(w - g) < 1e-4 for g in got), (w, sorted(got))
+
+
+def test_reward_model_on_shared_prefix_rows_trains_as_the_plain_trainer(tmp_path):
+    tok = _tok()
+    prefs = _pairs_table()
+    init = _fresh_rm(tmp_path, tok)
+    before = copy.deepcopy(init.state_dict())
+    cfg = _cfg(2, lr=5e-3)
+    plain, s1 = train.reward_model(copy.deepcopy(init), tok, prefs, cfg, seed=0)
+    shared, s2 = train.reward_model(copy.deepcopy(init), tok, prefs, cfg, 0, shared_prefix=True)
+    assert _moved(before, shared)
+    assert s1["steps"] == s2["steps"] == 2
+    assert s2["train_loss"] == pytest.approx(s1["train_loss"], rel=1e-5)
+    assert _max_rel_diff(plain, shared) < 1e-4
+    with pytest.raises(ValueError, match="exclude"):
+        train.reward_model(init, tok, prefs, _cfg(1, group_by_length=True), 0, shared_prefix=True)
+
+
 def test_dpo_in_micro_batches_trains_as_the_whole_batch():
     tok = _tok()
     init = tiny_llama(tok, 32, 2, 2, 128, seed=0)
