@@ -125,6 +125,12 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
         {"reward_model.frozen_layers": 2},
         "each RM member trains only its top 2 of 4 blocks and its head",
     ),
+    # TRL's own rows, the prompt computed once per side: the same loss up to float rounding as
+    # the default's shared-prefix rows, in more tokens.
+    "rm_two_rows_a_pair": (
+        {"reward_model.shared_prefix": False},
+        "each RM pair as TRL's two rows (its prompt computed for each side)",
+    ),
 }
 ORACLE = "oracle_annotator"
 """The ablation the report reads as the oracle control (rlhf.analytics.render)."""

@@ -104,6 +104,7 @@ def run_reward_model(
             part = ds if rows is None else ds.select(rows)
             model, summary = train.reward_model(
                 model, tok, part, cfg.train, seed, prompt_chunk=cfg.prompt_chunk,
+                shared_prefix=cfg.shared_prefix,
                 curves=curves if cfg.ensemble == 1 else sub(name),
             )  # fmt: skip
             save_model(model, tok, out if cfg.ensemble == 1 else out / name)
