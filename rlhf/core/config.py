@@ -312,11 +312,11 @@ class RewardModelConfig:
     computed once (rlhf.models.train.PromptChunkRewardTrainer; bench/trainers.py); the same
     pairs each epoch and the same loss per batch. Off: 16 trained the default RM faster but it
     ordered the policy's own samples worse (docs/history.md). 0 = uniformly random pairs."""
-    # On: the default mix's pairs are 24 prompt tokens before answers of 34 and 36, so a pair
-    # is a quarter fewer tokens and a member step 0.17 s instead of 0.25, at the same loss to
-    # 8 digits after 100 steps (docs/history.md, 2026-12-07). Off in the profiles of real
-    # checkpoints: their attention kernels are not checked with a custom mask here.
-    shared_prefix: bool = True
+    # Off, for now: on the default mix a pair is a quarter fewer tokens (24 prompt tokens before
+    # answers of 34 and 36) and the RM stage 571 s instead of 877, but the new last bits change
+    # every result after the RM, so every collected ablation must be re-run with it before it
+    # becomes the default (docs/history.md, 2026-12-07).
+    shared_prefix: bool = False
     """Each pair as one row whose prompt is computed once for both sides, under a mask that
     gives each side what it computes alone (rlhf.models.train.SharedPrefixRewardTrainer): the
     same batches and loss up to float rounding, in fewer tokens. False = TRL's two rows a pair."""
