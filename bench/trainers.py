@@ -2,7 +2,8 @@
 random batches as they are, the same batches cut into length-sorted micro-batches
 (`<section>.train.micro_batches`), length-grouped batches (`group_by_length`), and for the
 reward model batches of whole prompts' pairs (`reward_model.prompt_chunk`, each distinct answer
-computed once); the same examples (whole prompts' pairs), the same start, `--epochs` each (1), with
+computed once) and shared-prefix rows (`reward_model.shared_prefix`, each pair's prompt computed
+once); the same examples (whole prompts' pairs), the same start, `--epochs` each (1), with
 the pipeline's own batch sizes and max lengths.
 
 Run after `dvc repro` (reads models/base, models/sft, the mix and the demonstrations):
@@ -49,7 +50,8 @@ def main() -> None:
         nargs="*",
         default=["random", "micro2", "micro4", "micro8", "grouped"],
         help="random, microN (N length-sorted micro-batches per batch), grouped, promptKxN (the "
-        "RM's batches of whole prompts, K pairs of a prompt at most, N micro-batches), refonceN (DPO "
+        "RM's batches of whole prompts, K pairs of a prompt at most, N micro-batches), prefixN (the "
+        "RM's shared-prefix rows, N micro-batches), refonceN (DPO "
         "with the reference's log-probs computed once, N micro-batches); in order",
     )
     p.add_argument("--epochs", type=float, default=1.0, help="epochs per arm")
@@ -159,7 +161,11 @@ def main() -> None:
                 print(f"RATIO {name} {arm} speed-up: {seconds['random'] / seconds[arm]:.2f}x")
 
 
-_ARM_OWNER = {"prompt_chunk": "reward_model", "precompute_ref": "dpo"}
+_ARM_OWNER = {
+    "prompt_chunk": "reward_model",
+    "shared_prefix": "reward_model",
+    "precompute_ref": "dpo",
+}
 
 
 def _arm(arm: str) -> tuple[dict, dict]:
@@ -173,10 +179,15 @@ def _arm(arm: str) -> tuple[dict, dict]:
     m = re.fullmatch(r"prompt(\d+)x(\d+)", arm)
     if m:
         return dict(group_by_length=False, micro_batches=int(m[2])), {"prompt_chunk": int(m[1])}
+    m = re.fullmatch(r"prefix(\d+)", arm)
+    if m:
+        return dict(group_by_length=False, micro_batches=int(m[1])), {"shared_prefix": True}
     m = re.fullmatch(r"refonce(\d+)", arm)
     if m:
         return dict(group_by_length=False, micro_batches=int(m[1])), {"precompute_ref": True}
-    raise SystemExit(f"unknown arm {arm!r}: random, grouped, microN, promptKxN or refonceN")
+    raise SystemExit(
+        f"unknown arm {arm!r}: random, grouped, microN, promptKxN, prefixN or refonceN"
+    )
 
 
 if __name__ == "__main__":
