@@ -346,21 +346,30 @@ class SharedSequenceCollator:
         }
 
 
-class PromptChunkRewardTrainer(RewardTrainer):
-    """TRL's RewardTrainer with `PromptChunkSampler` batches and `SharedSequenceCollator`:
-    the same Bradley-Terry loss (the mean of -log sigmoid(r_chosen - r_rejected) over the
-    batch's pairs), with each distinct sequence of a batch computed once."""
+class _PairBatchRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer with training batches from its own collator (`_train_collator`), as
+    micro-batches that `_margins` turns into each pair's r_chosen - r_rejected: the same
+    Bradley-Terry loss, the mean of -log sigmoid(margin) over the batch's pairs, and TRL's
+    training metrics. Evaluation batches keep TRL's collator and loss."""
 
-    def __init__(self, *args, chunk: int, micro_batches: int, **kwargs):
-        self._chunk, self._parts = chunk, micro_batches
+    _what = "these batches"
+
+    def __init__(self, *args, micro_batches: int, **kwargs):
+        self._parts = micro_batches
         super().__init__(*args, **kwargs)
         if self.args.center_rewards_coefficient:
-            raise ValueError("prompt-chunk batches compute the plain BT loss: no reward centring")
+            raise ValueError(f"{self._what} compute the plain BT loss: no reward centring")
+
+    def _train_collator(self):
+        raise NotImplementedError
+
+    def _margins(self, model, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each pair's reward margin and the batch's token count."""
+        raise NotImplementedError
 
     def get_train_dataloader(self):
-        # Training batches only: evaluation keeps TRL's collator and loss.
         collate = self.data_collator
-        self.data_collator = SharedSequenceCollator(self.processing_class.pad_token_id, self._parts)
+        self.data_collator = self._train_collator()
         try:
             return super().get_train_dataloader()
         finally:
@@ -369,25 +378,15 @@ class PromptChunkRewardTrainer(RewardTrainer):
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         if "margin" in self.train_dataset.column_names:
-            raise ValueError("prompt-chunk batches compute the plain BT loss: no per-pair margin")
-        if PROMPT_GROUP not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, PROMPT_GROUP]
-
-    def _get_train_sampler(self, train_dataset=None):
-        ds = train_dataset if train_dataset is not None else self.train_dataset
-        return PromptChunkSampler(ds[PROMPT_GROUP], self._chunk, self.args.data_seed)
+            raise ValueError(f"{self._what} compute the plain BT loss: no per-pair margin")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if _MICRO not in inputs:  # evaluation batches come from TRL's own collator
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if return_outputs:
-            raise ValueError("shared-sequence batches give a training loss only")
-        rewards = torch.cat(
-            [model(**m, use_cache=False).logits.squeeze(-1) for m in inputs[_MICRO]]
-        )
-        margin = rewards[inputs["chosen"]] - rewards[inputs["rejected"]]
+            raise ValueError(f"{self._what} give a training loss only")
+        margin, tokens = self._margins(model, inputs)
         loss = -torch.nn.functional.logsigmoid(margin).mean()
-        tokens = sum(m["attention_mask"].sum() for m in inputs[_MICRO])
         self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         with torch.no_grad():
@@ -395,6 +394,35 @@ class PromptChunkRewardTrainer(RewardTrainer):
             self._metrics["train"]["accuracy"].append(accuracy.mean().item())
             self._metrics["train"]["margin"].append(margin.mean().item())
         return loss
+
+
+class PromptChunkRewardTrainer(_PairBatchRewardTrainer):
+    """`_PairBatchRewardTrainer` with `PromptChunkSampler` batches and `SharedSequenceCollator`:
+    each distinct sequence of a batch computed once."""
+
+    _what = "prompt-chunk batches"
+
+    def __init__(self, *args, chunk: int, **kwargs):
+        self._chunk = chunk
+        super().__init__(*args, **kwargs)
+
+    def _train_collator(self):
+        return SharedSequenceCollator(self.processing_class.pad_token_id, self._parts)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if PROMPT_GROUP not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, PROMPT_GROUP]
+
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        return PromptChunkSampler(ds[PROMPT_GROUP], self._chunk, self.args.data_seed)
+
+    def _margins(self, model, inputs):
+        micro = inputs[_MICRO]
+        rewards = torch.cat([model(**m, use_cache=False).logits.squeeze(-1) for m in micro])
+        tokens = sum(m["attention_mask"].sum() for m in micro)
+        return rewards[inputs["chosen"]] - rewards[inputs["rejected"]], tokens
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -456,42 +484,25 @@ class SharedPrefixCollator:
         return {_MICRO: micro}
 
 
-class SharedPrefixRewardTrainer(RewardTrainer):
-    """TRL's RewardTrainer with `SharedPrefixCollator` rows: the same batches (TRL's sampler)
-    and the same Bradley-Terry loss, the mean of -log sigmoid(r_chosen - r_rejected) over the
-    batch's pairs, with each pair's shared prefix computed once. The rewards are read from the
-    model's scalar head at each side's last token (a hook on `score`, so the forward still
-    passes through any wrapper the Trainer put around the model)."""
+class SharedPrefixRewardTrainer(_PairBatchRewardTrainer):
+    """`_PairBatchRewardTrainer` with TRL's sampler and `SharedPrefixCollator` rows: each
+    pair's shared prefix computed once. The rewards are read from the model's scalar head at
+    each side's last token (a hook on `score`, so the forward still passes through any
+    wrapper the Trainer put around the model)."""
 
-    def __init__(self, *args, micro_batches: int, **kwargs):
-        self._parts = micro_batches
+    _what = "shared-prefix rows"
+
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.args.center_rewards_coefficient:
-            raise ValueError("shared-prefix rows compute the plain BT loss: no reward centring")
         head = getattr(self.accelerator.unwrap_model(self.model), "score", None)
         if head is None:
             raise ValueError("shared-prefix rows need a model with a `score` head")
         self._head = head
 
-    def get_train_dataloader(self):
-        # Training batches only: evaluation keeps TRL's collator and loss.
-        collate = self.data_collator
-        self.data_collator = SharedPrefixCollator(self.processing_class.pad_token_id, self._parts)
-        try:
-            return super().get_train_dataloader()
-        finally:
-            self.data_collator = collate
+    def _train_collator(self):
+        return SharedPrefixCollator(self.processing_class.pad_token_id, self._parts)
 
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        if "margin" in self.train_dataset.column_names:
-            raise ValueError("shared-prefix rows compute the plain BT loss: no per-pair margin")
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if _MICRO not in inputs:  # evaluation batches come from TRL's own collator
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if return_outputs:
-            raise ValueError("shared-prefix batches give a training loss only")
+    def _margins(self, model, inputs):
         margins, seen = [], []
         for m in inputs[_MICRO]:
             hook = self._head.register_forward_hook(lambda _m, _i, out: seen.append(out))
@@ -508,15 +519,8 @@ class SharedPrefixRewardTrainer(RewardTrainer):
             rows = torch.arange(rewards.shape[0], device=rewards.device)
             margins.append(rewards[rows, m["chosen_at"]] - rewards[rows, m["rejected_at"]])
         margin = torch.cat(margins)
-        loss = -torch.nn.functional.logsigmoid(margin).mean()
         tokens = torch.tensor(sum(m["tokens"] for m in inputs[_MICRO]), device=margin.device)
-        self._total_train_tokens += self.accelerator.gather_for_metrics(tokens).sum().item()
-        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-        with torch.no_grad():
-            accuracy = self.accelerator.gather_for_metrics((margin > 0).float().mean())
-            self._metrics["train"]["accuracy"].append(accuracy.mean().item())
-            self._metrics["train"]["margin"].append(margin.mean().item())
-        return loss
+        return margin, tokens
 
 
 def tokenized_pairs(prefs: datasets.Dataset, tokenizer, cfg: TrainConfig) -> datasets.Dataset:

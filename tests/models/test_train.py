@@ -300,12 +300,36 @@ def test_reward_model_in_prompt_chunks_trains_as_the_plain_trainer_on_the_same_b
         train.reward_model(init, tok, prefs, _cfg(1, group_by_length=True), 0, prompt_chunk=8)
 
 
-def test_prompt_chunks_refuse_a_loss_they_do_not_compute(tmp_path):
+@pytest.mark.parametrize("batches", [dict(prompt_chunk=8), dict(shared_prefix=True)])
+def test_pair_batches_refuse_a_loss_they_do_not_compute(tmp_path, batches):
     tok = _tok()
     init = _fresh_rm(tmp_path, tok)
     margins = _recurring_table().add_column("margin", [1.0] * len(_recurring_table()))
     with pytest.raises(ValueError, match="margin"):
-        train.reward_model(init, tok, margins, _cfg(2), seed=0, prompt_chunk=8)
+        train.reward_model(init, tok, margins, _cfg(2), seed=0, **batches)
+
+
+@pytest.mark.parametrize("cls", [train.PromptChunkRewardTrainer, train.SharedPrefixRewardTrainer])
+def test_pair_batches_refuse_reward_centring(tmp_path, cls):
+    tok = _tok()
+    args = train._common_args(_cfg(2), str(tmp_path / "o"), 0)
+    extra = {"chunk": 8} if cls is train.PromptChunkRewardTrainer else {}
+    with pytest.raises(ValueError, match="centring"):
+        cls(
+            model=_fresh_rm(tmp_path, tok),
+            args=train.RewardConfig(**args, center_rewards_coefficient=0.01),
+            train_dataset=train.prompt_groups(_recurring_table()),
+            processing_class=tok,
+            micro_batches=2,
+            **extra,
+        )
+
+
+def test_prompt_chunks_and_shared_prefix_rows_exclude_each_other(tmp_path):
+    tok = _tok()
+    init = _fresh_rm(tmp_path, tok)
+    with pytest.raises(ValueError, match="exclude each other"):
+        train.reward_model(init, tok, _recurring_table(), _cfg(2), 0, 8, shared_prefix=True)
 
 
 def test_prompt_chunks_shape_only_training_batches(tmp_path):
