@@ -312,11 +312,11 @@ class RewardModelConfig:
     computed once (rlhf.models.train.PromptChunkRewardTrainer; bench/trainers.py); the same
     pairs each epoch and the same loss per batch. Off: 16 trained the default RM faster but it
     ordered the policy's own samples worse (docs/history.md). 0 = uniformly random pairs."""
-    # Off, for now: on the default mix a pair is a quarter fewer tokens (24 prompt tokens before
-    # answers of 34 and 36) and the RM stage 571 s instead of 877, but the new last bits change
-    # every result after the RM, so every collected ablation must be re-run with it before it
-    # becomes the default (docs/history.md, 2026-12-07).
-    shared_prefix: bool = False
+    # On: a default-mix pair is a quarter fewer tokens (24 prompt tokens before answers of 34
+    # and 36); 100 RM steps took 20.9 s instead of 29.1 side by side, and the seed-2 replicate
+    # kept every claim with it (docs/history.md, 2026-12-07). Its last bits differ from TRL's
+    # rows, hence ablations.NUMERICS 3. Masks checked on SDPA attention only.
+    shared_prefix: bool = True
     """Each pair as one row whose prompt is computed once for both sides, under a mask that
     gives each side what it computes alone (rlhf.models.train.SharedPrefixRewardTrainer): the
     same batches and loss up to float rounding, in fewer tokens. False = TRL's two rows a pair."""
