@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,6 +191,15 @@ so that ablations collected by older code are reported as stale instead of besid
 were not run with."""
 
 
+_HERE = "rlhf/analytics/ablations.py"  # where a run's own code states its numerics epoch
+
+
+def numerics_of(code: str | None) -> int | None:
+    """The NUMERICS a version of this module's text states, or None."""
+    found = re.search(r"^NUMERICS = (\d+)", code or "", re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
 def fingerprint(params: Params) -> str:
     """A short hash of the :func:`settings` that differ from their defaults and of the numerics
     epoch: which params.yaml and code a collected table belongs to. A key added later at its
@@ -244,6 +254,7 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
     if params_text is None:
         return None
     params = yaml.safe_load(params_text)
+    numerics = numerics_of(read(_HERE))
     iters = list(params.get("iterations", {}))
     policies = {}
     for p in [*paths.BASELINE_POLICIES, *iters]:
@@ -258,6 +269,7 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
         "ablation": name,
         "change": change,
         "params": params,
+        "numerics": numerics,
         "rev": rev or "workspace",
         "seeds": len(params.get("seeds", [0])),
         "final_iteration": iters[-1],
@@ -277,7 +289,14 @@ def _run_summary(root: Path, rev: str | None, name: str, change: str) -> dict[st
 
 def _check_run(run: dict[str, Any], current: dict[str, Any], allowed: set[str]) -> str | None:
     """Why a run cannot be compared with the current params.yaml, or None when it can: its
-    settings may differ only in the keys its ablation changes (and `seeds`, via --seeds)."""
+    settings may differ only in the keys its ablation changes (and `seeds`, via --seeds), and
+    its code must have this code's numerics epoch: a default that changed the numbers (say, the
+    RM's shared-prefix rows) leaves an older run's params.yaml looking current."""
+    if run["numerics"] != NUMERICS:
+        return (
+            f"run by code of numerics epoch {run['numerics']}, this code's is {NUMERICS} "
+            f"(NUMERICS in {_HERE})"
+        )
     try:
         theirs = settings(parse_params(run["params"]))
     except ConfigError as e:
@@ -317,7 +336,7 @@ def collect(
             continue
         keys = set(ABLATIONS[run["ablation"]][0]) if run["ablation"] in ABLATIONS else set()
         why = _check_run(run, current, keys | {"seeds"})
-        del run["params"]
+        del run["params"], run["numerics"]
         if why:
             stale.append({"ablation": run["ablation"], "rev": run["rev"], "reason": why})
         else:

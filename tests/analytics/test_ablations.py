@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from rlhf.analytics.ablations import ABLATIONS, collect, command, fingerprint, load
+from rlhf.analytics.ablations import ABLATIONS, NUMERICS, collect, command, fingerprint, load
 from rlhf.core.config import parse_params
 
 REPO_PARAMS = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
@@ -75,8 +75,11 @@ def _metrics(wr, length):
     }
 
 
-def _commit(root, params, final_wr, length, rm_eval=None):
+def _commit(root, params, final_wr, length, rm_eval=None, numerics=NUMERICS):
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+    # The run's own code, where collect reads the numerics epoch it ran with.
+    (root / "rlhf/analytics").mkdir(parents=True, exist_ok=True)
+    (root / "rlhf/analytics/ablations.py").write_text(f"NUMERICS = {numerics}\n")
     (root / "reports/eval").mkdir(parents=True, exist_ok=True)
     (root / "reports/eval/iter_1.json").write_text(json.dumps(_metrics(final_wr, length)))
     if rm_eval is not None:
@@ -132,8 +135,8 @@ def test_a_seed_matched_baseline_experiment_replaces_the_working_tree(tmp_path):
     assert command("baseline", {"seeds": [0]})[6:] == ["-S", "seeds=[0]"]
 
 
-def _exp(root, name, params, wr=0.6, length=10.0):
-    rev = _commit(root, params, wr, length)
+def _exp(root, name, params, wr=0.6, length=10.0, numerics=NUMERICS):
+    rev = _commit(root, params, wr, length, numerics=numerics)
     subprocess.run(
         ["git", "update-ref", f"refs/exps/ab/cdef/abl-{name}", rev], cwd=root, check=True, env=ENV
     )
@@ -148,6 +151,10 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
     old = _params(**{"pairs.selection": "max_random"})
     del old["evaluate"]["judge"]
     _exp(tmp_path, "best_random", old)
+    # ... unless the code changed the numbers since: then equal params are another experiment.
+    _exp(
+        tmp_path, "temperature_0.7", _params(**{"generate.temperature": 0.7}), numerics=NUMERICS - 1
+    )
     _commit(tmp_path, _params(), 0.58, 12.0)
     runs, stale = collect(tmp_path)
     runs = [r["ablation"] for r in runs]
@@ -158,7 +165,13 @@ def test_a_run_with_other_settings_than_params_yaml_is_left_out_with_the_keys(tm
             "ablation": "n_2",
             "rev": "refs/exps/ab/cdef/abl-n_2",
             "reason": "run with other settings than params.yaml: sft.train.lr",
-        }
+        },
+        {
+            "ablation": "temperature_0.7",
+            "rev": "refs/exps/ab/cdef/abl-temperature_0.7",
+            "reason": f"run by code of numerics epoch {NUMERICS - 1}, this code's is "
+            f"{NUMERICS} (NUMERICS in rlhf/analytics/ablations.py)",
+        },
     ]
     assert stale == saved["stale"]  # what `rlhf ablations collect` prints
 
