@@ -3,7 +3,8 @@ random batches as they are, the same batches cut into length-sorted micro-batche
 (`<section>.train.micro_batches`), length-grouped batches (`group_by_length`), and for the
 reward model batches of whole prompts' pairs (`reward_model.prompt_chunk`, each distinct answer
 computed once) and shared-prefix rows (`reward_model.shared_prefix`, each pair's prompt computed
-once); the same examples (whole prompts' pairs), the same start, `--epochs` each (1), with
+once: `prefixN`, the pipeline's default, where `random` and `microN` are TRL's two rows a pair);
+the same examples (whole prompts' pairs), the same start, `--epochs` each (1), with
 the pipeline's own batch sizes and max lengths.
 
 Run after `dvc repro` (reads models/base, models/sft, the mix and the demonstrations):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from rlhf.analytics import ablations
 from rlhf.analytics.ablations import ABLATIONS, NUMERICS, collect, command, fingerprint, load
 from rlhf.core.config import parse_params
 
@@ -229,3 +230,9 @@ def test_the_report_uses_ablations_only_for_the_params_they_were_collected_for(t
         [],
         "not collected yet: run `rlhf ablations run` and then `dvc repro report`",
     )
+
+
+def test_the_numerics_epoch_is_read_from_the_module_as_written():
+    # collect reads it from each experiment's copy of this very file: the pattern must match it.
+    assert ablations.numerics_of(Path(ablations.__file__).read_text()) == NUMERICS
+    assert ablations.numerics_of("NUMERICS: int = 4\n") is None
